@@ -1,0 +1,5 @@
+import sys
+
+from wazo_stt.cli import main
+
+sys.exit(main())

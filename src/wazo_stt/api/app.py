@@ -1,0 +1,92 @@
+"""The FastAPI application: ``create_app()`` wires settings, store, workers and engines together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from wazo_stt import __version__
+from wazo_stt.api.errors import install_error_handlers
+from wazo_stt.api.limits import BodySizeLimit
+from wazo_stt.api.routes import service, transcriptions
+from wazo_stt.api.state import ServerState
+from wazo_stt.config import Settings
+from wazo_stt.engine.base import ModelLoadError
+from wazo_stt.engine.loader import load_engines
+from wazo_stt.engine.registry import EngineRegistry
+from wazo_stt.jobs.retention import retention_loop
+from wazo_stt.jobs.store import JobStore
+from wazo_stt.jobs.worker import WorkerPool
+
+log = logging.getLogger(__name__)
+
+# A job whose worker died this many times (server crash, out of memory) is failed rather than retried forever.
+MAX_ATTEMPTS = 3
+# Room for the form fields around the audio itself.
+FORM_OVERHEAD_BYTES = 1024 * 1024
+
+EngineLoader = Callable[[Settings], EngineRegistry]
+
+
+def create_app(settings: Settings | None = None, engine_loader: EngineLoader = load_engines) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = JobStore.for_sqlite(settings.db_path, settings.max_queue_size)
+        await store.create_schema()
+        requeued, failed = await store.requeue_interrupted(MAX_ATTEMPTS)
+        if requeued or failed:
+            log.warning("Recovered interrupted jobs: %d re-queued, %d failed", len(requeued), len(failed))
+        workers = WorkerPool(store, lambda: state.registry, workers=settings.workers)
+        state = ServerState(settings=settings, store=store, workers=workers, started_at=time.time())
+        app.state.wazo = state
+        state.workers.start()
+        background = [
+            asyncio.create_task(_load(state, engine_loader), name="load-engines"),
+            asyncio.create_task(retention_loop(store, settings.text_retention_days), name="retention"),
+        ]
+        try:
+            yield
+        finally:
+            await state.workers.stop()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await store.close()
+
+    app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(transcriptions.router)
+    app.include_router(service.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Job-Id", "Retry-After"],
+    )
+    return app
+
+
+async def _load(state: ServerState, engine_loader: EngineLoader) -> None:
+    """Load the models off the event loop, so /health can say "loading" meanwhile."""
+    try:
+        state.registry = await asyncio.to_thread(engine_loader, state.settings)
+    except ModelLoadError as exc:
+        state.load_error = str(exc)
+        log.error("%s", exc)
+        return
+    except Exception as exc:
+        state.load_error = f"{type(exc).__name__}: {exc}"
+        log.exception("Could not load the model")
+        return
+    log.info("Ready: serving %s", ", ".join(state.registry.model_ids()))
+    state.workers.notify()

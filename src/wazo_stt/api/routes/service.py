@@ -1,0 +1,61 @@
+"""``/health`` and ``/v1/models``: is the server ready, and which models does it serve."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from wazo_stt import __version__
+from wazo_stt.api.errors import ApiError, error_body
+from wazo_stt.api.state import ServerState, server_state
+from wazo_stt.domain import JobStatus
+from wazo_stt.engine.registry import OPENAI_ALIAS, UnknownModelError
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(state: ServerState = Depends(server_state)) -> JSONResponse:
+    counts = await state.store.counts()
+    body = {
+        "status": "healthy",
+        "model": state.registry.default_id if state.registry else state.settings.model_name,
+        "version": __version__,
+        "queue_length": counts[JobStatus.QUEUED],
+        "db_stats": {
+            "total": sum(counts.values()),
+            "completed": counts[JobStatus.COMPLETED],
+            "failed": counts[JobStatus.FAILED],
+            "pending": counts[JobStatus.QUEUED] + counts[JobStatus.PROCESSING],
+        },
+    }
+    if state.registry is None:
+        try:
+            state.ready_registry()
+        except ApiError as exc:
+            body.update(error_body(503, exc.message, code=exc.code))
+            body["status"] = "loading" if exc.code == "model_loading" else "unavailable"
+            return JSONResponse(body, status_code=503)
+    return JSONResponse(body)
+
+
+def _model_card(model_id: str, created: int) -> dict:
+    owner = "openai-compatible-alias" if model_id == OPENAI_ALIAS else "wazo-stt"
+    return {"id": model_id, "object": "model", "created": created, "owned_by": owner}
+
+
+@router.get("/v1/models")
+async def list_models(state: ServerState = Depends(server_state)) -> dict:
+    registry = state.ready_registry()
+    created = int(state.started_at)
+    return {"object": "list", "data": [_model_card(m, created) for m in registry.model_ids()]}
+
+
+@router.get("/v1/models/{model_id}")
+async def get_model(model_id: str, state: ServerState = Depends(server_state)) -> dict:
+    registry = state.ready_registry()
+    try:
+        registry.resolve(model_id)
+    except UnknownModelError as exc:
+        raise ApiError(404, str(exc), param="model", code="model_not_found") from None
+    return _model_card(model_id, int(state.started_at))

@@ -1,0 +1,184 @@
+"""``/v1/audio/transcriptions``: submit (synchronous for OpenAI clients, asynchronous for telephony clients),
+job status, result, lookup by ``(user_uuid, message_id)`` and queue status."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from wazo_stt.api.errors import ApiError
+from wazo_stt.api.forms import TranscriptionForm, parse_transcription_form, read_form
+from wazo_stt.api.schemas import job_status_body, lookup_body, submission_body
+from wazo_stt.api.state import ServerState, server_state
+from wazo_stt.audio import AudioError, DecodedAudio, decode_audio
+from wazo_stt.audio.fetch import FetchError, FetchPolicy, fetch_audio, redact_url
+from wazo_stt.domain import JobStatus, ResponseFormat
+from wazo_stt.engine.registry import UnknownModelError
+from wazo_stt.formats import render
+from wazo_stt.jobs.store import Job, NewJob, QueueFullError
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/v1/audio/transcriptions", tags=["transcriptions"])
+
+QUEUE_FULL_RETRY_AFTER = "30"
+
+
+@router.post("")
+async def create_transcription(request: Request, state: ServerState = Depends(server_state)) -> Response:
+    form = parse_transcription_form(await read_form(request))
+    registry = state.ready_registry()
+    try:
+        engine = registry.resolve(form.model)
+    except UnknownModelError as exc:
+        raise ApiError(400, str(exc), param="model", code="model_not_found") from None
+    if form.language is not None and form.language not in engine.languages:
+        raise ApiError(
+            400,
+            f"Language '{form.language}' is not supported by {engine.model_id}; "
+            f"supported: {', '.join(sorted(engine.languages))}",
+            param="language",
+            code="unsupported_language",
+        )
+
+    audio, source = await _read_audio(form, state)
+    decoded = await _validate_audio(audio, state)
+    try:
+        submission = await state.store.submit(
+            NewJob(
+                audio=audio,
+                audio_duration=round(decoded.duration, 3),
+                model=engine.model_id,
+                response_format=form.response_format.value,
+                language=form.language,
+                granularities=form.granularities,
+                user_uuid=form.user_uuid,
+                message_id=form.message_id,
+                source=source,
+            ),
+            force=form.force,
+        )
+    except QueueFullError:
+        raise ApiError(
+            429,
+            f"The queue is full ({state.store.max_queue_size} jobs waiting); retry later",
+            code="queue_full",
+            headers={"Retry-After": QUEUE_FULL_RETRY_AFTER},
+        ) from None
+    job = submission.job
+    if submission.created:
+        state.workers.notify()
+        log.info("Job %s queued (%s, %.1f s of audio)", job.id, source, decoded.duration)
+
+    if form.is_async:
+        position = await state.store.queue_position(job.id)
+        body = submission_body(job, position, created=submission.created, forced=form.force)
+        return JSONResponse(body, status_code=200, headers={"X-Job-Id": job.id})
+    return await _wait_and_render(job, form, state)
+
+
+async def _read_audio(form: TranscriptionForm, state: ServerState) -> tuple[bytes, str | None]:
+    settings = state.settings
+    if form.upload is not None:
+        data = await form.upload.read()
+        if len(data) > settings.max_upload_bytes:
+            raise ApiError(
+                413,
+                f"The file is larger than the {settings.max_upload_mb:g} MB limit (MAX_UPLOAD_MB)",
+                param="file",
+                code="too_large",
+            )
+        return data, form.upload.filename
+    assert form.url is not None
+    try:
+        data = await fetch_audio(form.url, FetchPolicy.from_settings(settings))
+    except FetchError as exc:
+        raise ApiError(exc.status_code, exc.message, param="url", code="url_fetch_failed") from None
+    return data, redact_url(form.url)
+
+
+async def _validate_audio(audio: bytes, state: ServerState) -> DecodedAudio:
+    """Decode once at submission so bad audio is a 400 now, not a failed job later."""
+    try:
+        return await run_in_threadpool(decode_audio, audio, max_duration=state.settings.max_audio_duration_secs)
+    except AudioError as exc:
+        raise ApiError(400, exc.message, param="file", code=f"audio_{exc.reason}") from None
+
+
+async def _wait_and_render(job: Job, form: TranscriptionForm, state: ServerState) -> Response:
+    timeout = state.settings.sync_timeout_secs
+    finished = await state.workers.wait_finished(job.id, timeout)
+    if finished is None:
+        raise ApiError(500, "The job disappeared while it was being processed", code="job_lost")
+    if finished.status is JobStatus.FAILED:
+        raise ApiError(500, finished.error or "Transcription failed", code="job_failed", headers={"X-Job-Id": job.id})
+    if finished.status is not JobStatus.COMPLETED:
+        raise ApiError(
+            504,
+            f"The transcription is still running after {timeout:g} s; "
+            f"fetch it later from /v1/audio/transcriptions/{job.id}/result",
+            code="timeout",
+            headers={"X-Job-Id": job.id},
+        )
+    return _render(finished, form.response_format, form.granularities)
+
+
+def _render(job: Job, response_format: ResponseFormat | str, granularities) -> Response:
+    assert job.transcript is not None
+    rendered = render(job.transcript, response_format, granularities)
+    headers = {"X-Job-Id": job.id}
+    if isinstance(rendered.body, dict):
+        return JSONResponse(rendered.body, headers=headers)
+    return PlainTextResponse(rendered.body, media_type=rendered.media_type, headers=headers)
+
+
+@router.get("/status")
+async def queue_status(state: ServerState = Depends(server_state)) -> dict:
+    counts = await state.store.counts()
+    return {
+        "queue_length": counts[JobStatus.QUEUED],
+        "processing": counts[JobStatus.PROCESSING] > 0,
+        "max_queue_size": state.store.max_queue_size,
+    }
+
+
+@router.get("/lookup")
+async def lookup(
+    user_uuid: str | None = None, message_id: str | None = None, state: ServerState = Depends(server_state)
+) -> dict:
+    for name, value in (("user_uuid", user_uuid), ("message_id", message_id)):
+        if not value:
+            raise ApiError(400, f"{name} is required", param=name)
+    assert user_uuid is not None and message_id is not None
+    return lookup_body(await state.store.lookup(user_uuid, message_id))
+
+
+async def _job_or_404(job_id: str, state: ServerState, *, with_transcript: bool = False) -> Job:
+    job = await state.store.get(job_id, with_transcript=with_transcript)
+    if job is None:
+        raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+    return job
+
+
+@router.get("/{job_id}")
+async def job_status(job_id: str, state: ServerState = Depends(server_state)) -> dict:
+    job = await _job_or_404(job_id, state)
+    return job_status_body(job, await state.store.queue_position(job.id))
+
+
+@router.get("/{job_id}/result")
+async def job_result(
+    job_id: str, response_format: str | None = None, state: ServerState = Depends(server_state)
+) -> Response:
+    job = await _job_or_404(job_id, state, with_transcript=True)
+    fmt = (response_format or job.response_format).lower()
+    if fmt not in {f.value for f in ResponseFormat}:
+        allowed = ", ".join(f.value for f in ResponseFormat)
+        raise ApiError(400, f"Invalid response_format '{fmt}'; use one of: {allowed}", param="response_format")
+    if job.status is JobStatus.FAILED:
+        raise ApiError(500, job.error or "Transcription failed", code="job_failed")
+    if job.status is not JobStatus.COMPLETED:
+        return JSONResponse(job_status_body(job, await state.store.queue_position(job.id)), status_code=202)
+    return _render(job, fmt, job.granularities)

@@ -1,0 +1,57 @@
+"""Server configuration, read from the environment (and an optional ``.env`` file).
+
+Variable names are those of the original deployment (see API.md), so an existing ``docker-compose.yml`` keeps
+working unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ParakeetVersion = Literal["parakeet-tdt-0.6b-v3", "parakeet-tdt-0.6b-v2"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    model_path: Path = Field(Path("/models/parakeet"), description="Directory of the Parakeet ONNX files")
+    model_name: ParakeetVersion = Field(
+        "parakeet-tdt-0.6b-v3", description="Which Parakeet export lives in MODEL_PATH (v3 is multilingual)"
+    )
+    model_quantization: str = Field("int8", description="Suffix of the ONNX files ('int8' or '' for fp32)")
+    db_path: Path = Field(Path("/data/transcriptions.db"), description="SQLite database file")
+    host: str = "0.0.0.0"
+    port: int = 8000
+    log_level: str = "info"
+
+    max_queue_size: int = Field(100, ge=1)
+    max_upload_mb: float = Field(100, gt=0)
+    max_audio_duration_secs: float = Field(14400, gt=0)
+    url_fetch_timeout_secs: float = Field(60, gt=0)
+    url_verify_tls: bool = Field(True, description="Verify TLS certificates of audio URLs")
+    url_ca_bundle: Path | None = Field(None, description="CA bundle for PBXs with a private certificate authority")
+    url_allowed_hosts: str = Field(
+        "", description="Comma-separated host patterns (fnmatch) audio URLs may point to; empty allows any"
+    )
+    text_retention_days: int = Field(365, ge=0, description="0 keeps transcripts forever")
+
+    workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
+    sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
+    cors_origins: str = Field("*", description="Comma-separated origins allowed by CORS")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def url_allowed_host_list(self) -> list[str]:
+        return [h.strip().lower() for h in self.url_allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

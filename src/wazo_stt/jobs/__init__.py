@@ -1,0 +1,1 @@
+"""The persistent queue: job store, workers, retention."""
