@@ -1,0 +1,110 @@
+"""The SQLite job store: ordering, positions, uniqueness under concurrency, force, recovery, retention."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from wazo_stt.domain import JobStatus, Transcript
+from wazo_stt.jobs.store import JobStore, NewJob, QueueFullError
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_770_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(tmp_path, clock):
+    s = JobStore.for_sqlite(tmp_path / "db" / "jobs.db", max_queue_size=5, clock=clock)
+    await s.create_schema()
+    yield s
+    await s.close()
+
+
+def new_job(user: str | None = None, message: str | None = None) -> NewJob:
+    return NewJob(audio=b"RIFF....", audio_duration=1.0, model="m", response_format="json", user_uuid=user,
+                  message_id=message)
+
+
+TRANSCRIPT = Transcript(text="hi", language="en", duration=1.0, segments=[], words=[])
+
+
+async def test_queue_order_positions_and_claims(store):
+    ids = [(await store.submit(new_job())).job.id for _ in range(3)]
+    assert [await store.queue_position(i) for i in ids] == [1, 2, 3]
+    claimed = await store.claim_next()
+    assert claimed.id == ids[0] and claimed.status is JobStatus.PROCESSING and claimed.attempts == 1
+    assert await store.queue_position(ids[0]) is None
+    assert [await store.queue_position(i) for i in ids[1:]] == [1, 2]
+    assert await store.audio(ids[0]) == b"RIFF...."
+    await store.complete(ids[0], TRANSCRIPT)
+    job = await store.get(ids[0], with_transcript=True)
+    assert job.status is JobStatus.COMPLETED and job.transcript == TRANSCRIPT
+    assert await store.audio(ids[0]) is None  # audio of finished jobs is deleted
+    assert (await store.counts())["completed"] == 1
+
+
+async def test_queue_full(store):
+    for _ in range(5):
+        await store.submit(new_job())
+    with pytest.raises(QueueFullError):
+        await store.submit(new_job())
+
+
+async def test_concurrent_submissions_of_one_pair_create_one_job(store):
+    submissions = await asyncio.gather(*(store.submit(new_job("u", "m")) for _ in range(20)))
+    assert len({s.job.id for s in submissions}) == 1
+    assert sum(s.created for s in submissions) == 1
+    assert (await store.counts())["queued"] == 1
+
+
+async def test_force_replaces_only_a_finished_job(store):
+    first = (await store.submit(new_job("u", "m"))).job
+    again = await store.submit(new_job("u", "m"), force=True)
+    assert not again.created and again.job.id == first.id  # still queued: not queued twice
+    await store.claim_next()
+    await store.complete(first.id, TRANSCRIPT)
+    cached = await store.submit(new_job("u", "m"))
+    assert not cached.created and cached.job.status is JobStatus.COMPLETED
+    forced = await store.submit(new_job("u", "m"), force=True)
+    assert forced.created and forced.job.id != first.id
+    assert await store.get(first.id) is None
+    assert (await store.lookup("u", "m")).id == forced.job.id
+
+
+async def test_interrupted_jobs_are_requeued_then_failed(store):
+    job = (await store.submit(new_job())).job
+    for _attempt in range(2):
+        await store.claim_next()
+        assert await store.requeue_interrupted(max_attempts=3) == ([job.id], [])
+    await store.claim_next()
+    assert await store.requeue_interrupted(max_attempts=3) == ([], [job.id])
+    failed = await store.get(job.id)
+    assert failed.status is JobStatus.FAILED and "3 times" in failed.error
+    assert await store.audio(job.id) is None
+
+
+async def test_retention_purges_old_finished_jobs(store, clock):
+    old = (await store.submit(new_job("u", "old"))).job
+    await store.claim_next()
+    await store.complete(old.id, TRANSCRIPT)
+    clock.now += 10 * 86400
+    recent = (await store.submit(new_job("u", "recent"))).job
+    await store.claim_next()
+    await store.complete(recent.id, TRANSCRIPT)
+    queued_long_ago = (await store.submit(new_job())).job
+    clock.now += 31 * 86400 - 10 * 86400 + 1
+    assert await store.purge_older_than(30) == 1
+    assert await store.lookup("u", "old") is None
+    assert (await store.lookup("u", "recent")).text == "hi"
+    assert (await store.get(queued_long_ago.id)).status is JobStatus.QUEUED  # never purges pending work
