@@ -36,12 +36,24 @@ def test_verbose_json_has_every_openai_field_and_words_on_request():
     assert body["task"] == "transcribe" and body["language"] == "fr" and body["duration"] == 9.5
     assert "words" not in body
     segment = body["segments"][0]
-    assert set(segment) == {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
-                            "compression_ratio", "no_speech_prob"}
+    assert set(segment) == {
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    }
     assert segment["seek"] == 50 and segment["avg_logprob"] == -0.2
     with_words = render(TRANSCRIPT, "verbose_json", ["word"]).body
-    assert with_words["words"] == [{"word": "Bonjour,", "start": 0.5, "end": 0.9}, {"word": "ceci", "start": 1.0,
-                                                                                    "end": 1.2}]
+    assert with_words["words"] == [
+        {"word": "Bonjour,", "start": 0.5, "end": 0.9},
+        {"word": "ceci", "start": 1.0, "end": 1.2},
+    ]
     json.dumps(with_words)
 
 

@@ -32,8 +32,9 @@ async def store(tmp_path, clock):
 
 
 def new_job(user: str | None = None, message: str | None = None) -> NewJob:
-    return NewJob(audio=b"RIFF....", audio_duration=1.0, model="m", response_format="json", user_uuid=user,
-                  message_id=message)
+    return NewJob(
+        audio=b"RIFF....", audio_duration=1.0, model="m", response_format="json", user_uuid=user, message_id=message
+    )
 
 
 TRANSCRIPT = Transcript(text="hi", language="en", duration=1.0, segments=[], words=[])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from wazo_stt.engine.chunking import fixed_chunks, words_owned
@@ -45,8 +47,7 @@ def _words(spec: list[tuple[str, float, float]]) -> list[RecognizedWord]:
 
 
 def test_segments_break_at_sentence_end_and_pause():
-    words = _words([("Hello", 0.0, 0.4), ("there.", 0.5, 0.9), ("How", 1.0, 1.2), ("are", 1.3, 1.5),
-                    ("you", 3.0, 3.3)])
+    words = _words([("Hello", 0.0, 0.4), ("there.", 0.5, 0.9), ("How", 1.0, 1.2), ("are", 1.3, 1.5), ("you", 3.0, 3.3)])
     segments = build_segments(words)
     assert [s.text for s in segments] == ["Hello there.", "How are", "you"]
     assert [s.id for s in segments] == [0, 1, 2]
@@ -63,7 +64,7 @@ def test_segments_respect_cue_length_and_duration():
         assert len(wrap_cue(segment.text)) <= 2
         assert all(len(line) <= CUE_LINE_CHARS for line in wrap_cue(segment.text))
         assert segment.end - segment.start <= CUE_MAX_SECONDS
-    for a, b in zip(segments, segments[1:], strict=False):
+    for a, b in itertools.pairwise(segments):
         assert a.end <= b.start
     assert " ".join(s.text for s in segments) == " ".join(w.word for w in words)
 
@@ -73,7 +74,7 @@ def test_fixed_chunks_cover_everything_and_own_each_instant_once():
     chunks = fixed_chunks(95 * sr, sr, max_seconds=30, overlap_seconds=2)
     assert chunks[0].start == 0 and chunks[-1].end == 95 * sr
     assert all(c.end - c.start <= 30 * sr for c in chunks)
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start < a.end  # they overlap
         assert a.keep_until == b.keep_from  # and share the seam exactly
     probe = [RecognizedWord("w", t / 10, t / 10) for t in range(0, 950)]

@@ -65,7 +65,9 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
     install_error_handlers(app)
     app.include_router(transcriptions.router)
     app.include_router(service.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES, limit_mb=settings.max_upload_mb
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origin_list,

@@ -17,9 +17,10 @@ class BodySizeLimit:
     """Pure ASGI middleware: 413 at once for a Content-Length over the limit, and a stop once a streamed
     (chunked) body passes it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, limit_mb: float) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # the upload limit plus room for the other form fields
+        self.limit_mb = limit_mb  # the limit as the operator configured it, for the message
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -53,9 +54,10 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        mb = self.max_bytes / (1024 * 1024)
         body = json.dumps(
-            error_body(413, f"Request body too large: the limit is {mb:.0f} MB (MAX_UPLOAD_MB)", code="too_large")
+            error_body(
+                413, f"Request body too large: the limit is {self.limit_mb:g} MB (MAX_UPLOAD_MB)", code="too_large"
+            )
         ).encode()
         await send(
             {

@@ -43,6 +43,13 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             code="unsupported_language",
         )
 
+    if form.is_async and not form.force:
+        # Known pair: answer from the store without downloading or decoding the audio again.
+        assert form.user_uuid is not None and form.message_id is not None
+        existing = await state.store.lookup(form.user_uuid, form.message_id)
+        if existing is not None:
+            return await _submission_response(existing, state, created=False, forced=False)
+
     audio, source = await _read_audio(form, state)
     decoded = await _validate_audio(audio, state)
     try:
@@ -73,10 +80,14 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
         log.info("Job %s queued (%s, %.1f s of audio)", job.id, source, decoded.duration)
 
     if form.is_async:
-        position = await state.store.queue_position(job.id)
-        body = submission_body(job, position, created=submission.created, forced=form.force)
-        return JSONResponse(body, status_code=200, headers={"X-Job-Id": job.id})
+        return await _submission_response(job, state, created=submission.created, forced=form.force)
     return await _wait_and_render(job, form, state)
+
+
+async def _submission_response(job: Job, state: ServerState, *, created: bool, forced: bool) -> JSONResponse:
+    position = await state.store.queue_position(job.id)
+    body = submission_body(job, position, created=created, forced=forced)
+    return JSONResponse(body, headers={"X-Job-Id": job.id})
 
 
 async def _read_audio(form: TranscriptionForm, state: ServerState) -> tuple[bytes, str | None]:

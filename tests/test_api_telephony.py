@@ -1,0 +1,139 @@
+"""The telephony workflow: lookup, submit by URL or file with an identity, poll, lookup again, cache, force."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.support.audio_fixtures import wav_bytes
+from tests.support.gate import Gate
+from tests.support.http_files import serving
+from tests.support.server import running_server, wait_ready
+from tests.support.tiny_parakeet import expected_text, render
+
+PIECES = [("▁hello", 0.5), ("▁world", 1.2), (".", 1.8)]
+AUDIO = wav_bytes(render(PIECES, duration=3.0), 16000)
+TEXT = expected_text([p for p, _ in PIECES])
+TRANSCRIPTIONS = "/v1/audio/transcriptions"
+
+
+def poll(client: httpx.Client, job_id: str, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get(f"{TRANSCRIPTIONS}/{job_id}").json()
+        if status["status"] in ("completed", "failed"):
+            return status
+        time.sleep(0.05)
+    raise TimeoutError(job_id)
+
+
+def test_url_submission_lookup_cache_and_force(client):
+    assert client.get(f"{TRANSCRIPTIONS}/lookup", params={"user_uuid": "u1", "message_id": "m1"}).json() == {
+        "found": False
+    }
+    with serving({"/vm/1.wav": AUDIO}) as (base, seen):
+        url = f"{base}/vm/1.wav?token=SECRET-TOKEN"
+        form = {"url": url, "user_uuid": "u1", "message_id": "m1"}
+        first = client.post(TRANSCRIPTIONS, data=form).json()
+        assert first["status"] == "queued" and first["cached"] is False and first["queue_position"] == 1
+        assert first["message"] == "Job queued. Position in queue: 1"
+        assert seen == ["/vm/1.wav?token=SECRET-TOKEN"]  # the token reaches the PBX...
+
+        done = poll(client, first["job_id"])
+        assert done["status"] == "completed" and done["text"] == TEXT
+        assert done["duration"] == pytest.approx(3.0, abs=0.01)
+        assert done["user_uuid"] == "u1" and done["message_id"] == "m1"
+        assert isinstance(done["created_at"], int) and done["queue_position"] is None
+
+        found = client.get(f"{TRANSCRIPTIONS}/lookup", params={"user_uuid": "u1", "message_id": "m1"}).json()
+        assert found["found"] is True and found["job_id"] == first["job_id"] and found["text"] == TEXT
+
+        again = client.post(TRANSCRIPTIONS, data=form).json()
+        assert again == {
+            "job_id": first["job_id"],
+            "status": "completed",
+            "queue_position": None,
+            "message": "Transcription already exists",
+            "cached": True,
+        }
+        assert len(seen) == 1  # a known pair is answered from the store, without downloading again
+
+        forced = client.post(TRANSCRIPTIONS, data={**form, "force": "true"}).json()
+        assert forced["cached"] is False and forced["job_id"] != first["job_id"]
+        assert poll(client, forced["job_id"])["text"] == TEXT
+        assert client.get(f"{TRANSCRIPTIONS}/{first['job_id']}").status_code == 404
+
+    # ...but never our responses or our database.
+    assert "SECRET-TOKEN" not in client.get(f"{TRANSCRIPTIONS}/{forced['job_id']}").text
+
+
+def test_file_submission_with_identity_returns_at_once(client):
+    response = client.post(
+        TRANSCRIPTIONS,
+        files={"file": ("vm.wav", AUDIO)},
+        data={"user_uuid": "u2", "message_id": "m2", "response_format": "srt"},
+    )
+    assert response.status_code == 200
+    job = response.json()
+    assert job["status"] in ("queued", "processing", "completed")
+    poll(client, job["job_id"])
+    result = client.get(f"{TRANSCRIPTIONS}/{job['job_id']}/result")
+    assert result.text.startswith("1\n00:00:00,")  # the format asked at submission
+    assert client.get(f"{TRANSCRIPTIONS}/{job['job_id']}/result?response_format=json").json() == {"text": TEXT}
+
+
+def test_queue_positions_decrease_then_processing_then_completed(settings):
+    gate = Gate()
+    with running_server(settings, gate.loader) as url, httpx.Client(base_url=url, timeout=30) as client:
+        wait_ready(client)
+        jobs = [
+            client.post(
+                TRANSCRIPTIONS, files={"file": ("vm.wav", AUDIO)}, data={"user_uuid": "u", "message_id": f"m{i}"}
+            ).json()["job_id"]
+            for i in range(3)
+        ]
+
+        def positions() -> list:
+            return [client.get(f"{TRANSCRIPTIONS}/{j}").json()["queue_position"] for j in jobs]
+
+        deadline = time.monotonic() + 10
+        while client.get(f"{TRANSCRIPTIONS}/{jobs[0]}").json()["status"] != "processing":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert positions() == [None, 1, 2]
+        status = client.get(f"{TRANSCRIPTIONS}/status").json()
+        assert status == {"queue_length": 2, "processing": True, "max_queue_size": 100}
+        pending = client.get(f"{TRANSCRIPTIONS}/{jobs[2]}/result")
+        assert pending.status_code == 202 and pending.json()["queue_position"] == 2
+
+        gate.release.release()
+        assert poll(client, jobs[0])["status"] == "completed"
+        deadline = time.monotonic() + 10
+        while positions() != [None, None, 1]:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        gate.release.release()
+        gate.release.release()
+        assert [poll(client, j)["text"] for j in jobs] == [TEXT] * 3
+        health = client.get("/health").json()
+        assert health["db_stats"] == {"total": 3, "completed": 3, "failed": 0, "pending": 0}
+
+
+def test_cors_lets_a_browser_page_on_another_origin_use_the_api(client):
+    origin = "https://wazo.example.com"
+    preflight = client.options(
+        TRANSCRIPTIONS,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] in ("*", origin)
+    lookup = client.get(
+        f"{TRANSCRIPTIONS}/lookup", params={"user_uuid": "u", "message_id": "m"}, headers={"Origin": origin}
+    )
+    assert lookup.headers["access-control-allow-origin"] in ("*", origin)
