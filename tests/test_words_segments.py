@@ -71,7 +71,7 @@ def test_segments_respect_cue_length_and_duration():
 
 def test_fixed_chunks_cover_everything_and_own_each_instant_once():
     sr = 16000
-    chunks = fixed_chunks(95 * sr, sr, max_seconds=30, overlap_seconds=2)
+    chunks = fixed_chunks(0, 95 * sr, sr, max_seconds=30, overlap_seconds=2)
     assert chunks[0].start == 0 and chunks[-1].end == 95 * sr
     assert all(c.end - c.start <= 30 * sr for c in chunks)
     for a, b in itertools.pairwise(chunks):
@@ -83,4 +83,4 @@ def test_fixed_chunks_cover_everything_and_own_each_instant_once():
 
 
 def test_short_audio_is_one_chunk():
-    assert len(fixed_chunks(16000 * 5, 16000, 30, 2)) == 1
+    assert len(fixed_chunks(0, 16000 * 5, 16000, 30, 2)) == 1

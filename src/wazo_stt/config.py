@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     )
     text_retention_days: int = Field(365, ge=0, description="0 keeps transcripts forever")
 
+    enable_vad: bool = Field(True, description="Silero VAD: skip silence and cut chunks in pauses")
+    chunk_max_secs: float = Field(30.0, ge=5, le=300, description="Longest chunk sent to the model at once")
+    chunk_overlap_secs: float = Field(2.0, ge=0, le=10, description="Overlap where a chunk must cut speech")
+
     workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")

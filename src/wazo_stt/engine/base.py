@@ -1,4 +1,9 @@
-"""The interface every speech engine implements, so the worker never knows which model family it drives."""
+"""The interfaces of the engine layer.
+
+``Engine`` is what the worker calls: audio in, ``Transcript`` out. Model families only implement the smaller
+``ChunkRecognizer`` (one chunk in, timed words out); the shared ``ChunkedEngine`` does the rest (VAD, chunking,
+seams, segments), so every model receives exactly the same audio chunks.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from wazo_stt.domain import Transcript
+from wazo_stt.engine.words import RecognizedWord
 
 
 class ModelLoadError(RuntimeError):
@@ -21,4 +27,18 @@ class Engine(Protocol):
 
     def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
         """Transcribe 16 kHz mono float32 audio. Blocking and CPU-bound: call it from a worker thread."""
+        ...
+
+
+class ChunkRecognizer(Protocol):
+    model_id: str
+    owned_by: str
+    languages: frozenset[str]
+
+    def recognize(self, chunk: np.ndarray, language: str | None) -> list[RecognizedWord]:
+        """Words of one chunk (16 kHz mono float32, at most a few tens of seconds), timed from its start."""
+        ...
+
+    def language_label(self, language: str | None) -> str:
+        """What ``verbose_json`` reports as the language of a transcript."""
         ...

@@ -9,10 +9,7 @@ import numpy as np
 import onnx_asr
 import onnxruntime as ort
 
-from wazo_stt.domain import Transcript, Word
 from wazo_stt.engine.base import ModelLoadError
-from wazo_stt.engine.chunking import fixed_chunks, words_owned
-from wazo_stt.engine.segments import build_segments
 from wazo_stt.engine.words import RecognizedWord, assemble_words
 
 log = logging.getLogger(__name__)
@@ -47,7 +44,15 @@ def _load_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
-class ParakeetEngine:
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    return options
+
+
+class ParakeetRecognizer:
+    """Recognises one chunk; Parakeet detects the language itself (the ``language`` field is not an input)."""
+
     owned_by = "nvidia"
 
     def __init__(
@@ -57,15 +62,11 @@ class ParakeetEngine:
         *,
         quantization: str = "int8",
         intra_op_threads: int = 0,
-        chunk_seconds: float = 30.0,
-        overlap_seconds: float = 2.0,
     ) -> None:
         if model_id not in PARAKEET_MODELS:
             raise ModelLoadError(f"Unknown Parakeet model {model_id!r}; choose one of {sorted(PARAKEET_MODELS)}")
         self.model_id = model_id
         onnx_asr_name, self.languages = PARAKEET_MODELS[model_id]
-        self._chunk_seconds = chunk_seconds
-        self._overlap_seconds = overlap_seconds
         model_dir = Path(model_dir)
         missing = [f for f in model_files(quantization) if not (model_dir / f).is_file()]
         if missing:
@@ -74,14 +75,12 @@ class ParakeetEngine:
                 f"Download it with `wazo-stt download-model --model {model_id} --dir {model_dir}` "
                 "(Docker: `docker compose --profile setup run model-downloader`), or set MODEL_PATH."
             )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
         try:
             model = onnx_asr.load_model(
                 onnx_asr_name,
                 model_dir,
                 quantization=quantization or None,
-                sess_options=options,
+                sess_options=session_options(intra_op_threads),
                 providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnx-asr and ONNX Runtime raise many types for a broken file
@@ -90,24 +89,19 @@ class ParakeetEngine:
         self._vocab = _load_vocab(model_dir / "vocab.txt")
         log.info("Loaded %s from %s", model_id, model_dir)
 
-    def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
-        duration = len(audio) / SAMPLE_RATE
-        words: list[RecognizedWord] = []
-        for chunk in fixed_chunks(len(audio), SAMPLE_RATE, self._chunk_seconds, self._overlap_seconds):
-            result = self._model.recognize(audio[chunk.start : chunk.end], sample_rate=SAMPLE_RATE)
-            chunk_words = assemble_words(
-                result.tokens or [],
-                result.timestamps or [],
-                result.logprobs,
-                [self._vocab.get(t, -1) for t in result.tokens or []],
-                offset=chunk.start / SAMPLE_RATE,
-                limit=chunk.end / SAMPLE_RATE,
-            )
-            words.extend(words_owned(chunk_words, chunk))
-        return Transcript(
-            text=" ".join(w.word for w in words),
-            language=language or ("en" if self.languages == {"en"} else "auto"),
-            duration=round(duration, 3),
-            segments=build_segments(words),
-            words=[Word(w.word, round(w.start, 3), round(w.end, 3), w.mean_logprob) for w in words],
+    def recognize(self, chunk: np.ndarray, language: str | None) -> list[RecognizedWord]:
+        result = self._model.recognize(chunk, sample_rate=SAMPLE_RATE)
+        tokens = result.tokens or []
+        return assemble_words(
+            tokens,
+            result.timestamps or [],
+            result.logprobs,
+            [self._vocab.get(t, -1) for t in tokens],
+            offset=0.0,
+            limit=len(chunk) / SAMPLE_RATE,
         )
+
+    def language_label(self, language: str | None) -> str:
+        if language:
+            return language
+        return "en" if self.languages == {"en"} else "auto"

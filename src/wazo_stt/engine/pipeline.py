@@ -1,0 +1,95 @@
+"""The engine every model family shares: find speech, cut chunks, recognise each, stitch words, build segments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from itertools import pairwise
+
+import numpy as np
+
+from wazo_stt.domain import Transcript, Word
+from wazo_stt.engine.base import ChunkRecognizer
+from wazo_stt.engine.chunking import Chunk, fixed_chunks, speech_chunks, words_owned
+from wazo_stt.engine.segments import build_segments
+from wazo_stt.engine.vad import SpeechDetector
+from wazo_stt.engine.words import RecognizedWord
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+
+
+class ChunkPlanner:
+    """Decides which stretches of the audio reach the recogniser."""
+
+    def __init__(
+        self,
+        detector: SpeechDetector | None,
+        *,
+        max_seconds: float = 30.0,
+        overlap_seconds: float = 2.0,
+        join_gap_seconds: float = 1.0,
+    ) -> None:
+        self.detector = detector
+        self.max_seconds = max_seconds
+        self.overlap_seconds = overlap_seconds
+        self.join_gap_seconds = join_gap_seconds
+
+    def plan(self, audio: np.ndarray) -> list[Chunk]:
+        if self.detector is None:
+            return fixed_chunks(0, len(audio), SAMPLE_RATE, self.max_seconds, self.overlap_seconds)
+        spans = self.detector.speech_spans(audio)
+        return speech_chunks(spans, SAMPLE_RATE, self.max_seconds, self.overlap_seconds, self.join_gap_seconds)
+
+
+class ChunkedEngine:
+    """An ``Engine`` made of a planner and a model's ``ChunkRecognizer``."""
+
+    def __init__(
+        self,
+        recognizer: ChunkRecognizer,
+        planner: ChunkPlanner,
+        on_chunk: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.recognizer = recognizer
+        self.planner = planner
+        self.model_id = recognizer.model_id
+        self.owned_by = recognizer.owned_by
+        self.languages = recognizer.languages
+        self._on_chunk = on_chunk  # progress: (chunks done, chunks in all)
+
+    def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
+        chunks = self.planner.plan(audio)
+        words = self._recognize(audio, chunks, language)
+        sent = sum(c.end - c.start for c in chunks) / SAMPLE_RATE
+        log.debug(
+            "%s: %d chunks, %.1f s of %.1f s sent to the model",
+            self.model_id,
+            len(chunks),
+            sent,
+            len(audio) / SAMPLE_RATE,
+        )
+        return Transcript(
+            text=" ".join(w.word for w in words),
+            language=self.recognizer.language_label(language),
+            duration=round(len(audio) / SAMPLE_RATE, 3),
+            segments=build_segments(words),
+            words=[Word(w.word, round(w.start, 3), round(w.end, 3), w.mean_logprob) for w in words],
+        )
+
+    def _recognize(self, audio: np.ndarray, chunks: Sequence[Chunk], language: str | None) -> list[RecognizedWord]:
+        words: list[RecognizedWord] = []
+        for i, chunk in enumerate(chunks):
+            offset = chunk.start / SAMPLE_RATE
+            chunk_words = self.recognizer.recognize(audio[chunk.start : chunk.end], language)
+            for word in chunk_words:
+                word.start += offset
+                word.end += offset
+            words.extend(words_owned(chunk_words, chunk))
+            if self._on_chunk:
+                self._on_chunk(i + 1, len(chunks))
+        # A word kept from one overlapping chunk must not run into the first word kept from the next.
+        for word, following in pairwise(words):
+            word.end = max(word.start, min(word.end, following.start))
+        return words
