@@ -25,16 +25,11 @@ EXTENSIONS = {"json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "verbos
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from wazo_stt.api.serve import serve
 
-    from wazo_stt.api import create_app
-
-    settings = Settings()
-    host = args.host or settings.host
-    port = args.port or settings.port
+    settings = _settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
-    return 0
+    return serve(settings, host=args.host, port=args.port)
 
 
 def _error(message: str) -> None:

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
     cors_origins: str = Field("*", description="Comma-separated origins allowed by CORS")
+    shutdown_grace_secs: float = Field(
+        30, ge=0, description="On SIGTERM, how long the running job may finish before it is put back in the queue"
+    )
+    db_busy_timeout_ms: int = Field(
+        10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
+    )
 
     @property
     def max_upload_bytes(self) -> int:

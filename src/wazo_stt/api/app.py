@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -39,13 +40,20 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = JobStore.for_sqlite(settings.db_path, settings.max_queue_size)
+        # Python picks the directory for spooled uploads on first use, by writing a probe file: on a disk that
+        # is full by then it finds none and raises a misleading FileNotFoundError (a 500). Pick it now.
+        tempfile.gettempdir()
+        store = JobStore.for_sqlite(
+            settings.db_path, settings.max_queue_size, busy_timeout_ms=settings.db_busy_timeout_ms
+        )
         await store.create_schema()
         requeued, failed = await store.requeue_interrupted(MAX_ATTEMPTS)
         if requeued or failed:
             log.warning("Recovered interrupted jobs: %d re-queued, %d failed", len(requeued), len(failed))
         workers = WorkerPool(store, lambda: state.registry, workers=settings.workers)
-        state = ServerState(settings=settings, store=store, workers=workers, started_at=time.time())
+        state = ServerState(
+            settings=settings, store=store, workers=workers, started_at=time.time(), loop=asyncio.get_running_loop()
+        )
         app.state.wazo = state
         state.workers.start()
         background = [
@@ -55,7 +63,7 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
         try:
             yield
         finally:
-            await state.workers.stop()
+            await state.begin_shutdown()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)

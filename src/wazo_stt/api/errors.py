@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -64,9 +66,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(OperationalError)
-    async def _database(_: Request, exc: OperationalError) -> JSONResponse:
-        # Disk full, database locked past the busy timeout: nothing accepted is lost, the client may retry.
-        log.error("Database unavailable: %s", exc.orig)
+    @app.exception_handler(PoolTimeoutError)
+    async def _database(_: Request, exc: OperationalError | PoolTimeoutError) -> JSONResponse:
+        # Disk full, database locked past the busy timeout, every connection stuck waiting for it: the write was
+        # rolled back, nothing accepted before is lost, and the client may retry.
+        log.error("Database unavailable: %s", getattr(exc, "orig", None) or exc)
         return error_response(
             503,
             "The job database is temporarily unavailable; retry later",
@@ -74,7 +78,21 @@ def install_error_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in _STORAGE_FULL:
+            # The disk filled while an upload was spooled to a temporary file: the server's state, not a bug.
+            log.error("Storage full: %s", exc)
+            return error_response(
+                503, "The server's storage is full; retry later", code="storage_full", headers={"Retry-After": "30"}
+            )
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("Unexpected error")
         return error_response(500, "Internal server error", code="internal_error")
+
+
+# No space left, quota exceeded, file size limit (RLIMIT_FSIZE).
+_STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})

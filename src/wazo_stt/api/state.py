@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -21,6 +23,21 @@ class ServerState:
     registry: EngineRegistry | None = None
     load_error: str | None = None
     started_at: float = field(default=0.0)
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def begin_shutdown(self) -> asyncio.Task[None]:
+        """Stop taking jobs and give the running one SHUTDOWN_GRACE_SECS; idempotent, returns the stop's task.
+
+        Called as soon as the server is told to stop (before the HTTP server waits for open requests, so that
+        synchronous requests waiting for a job get their answer), and again by the lifespan's end.
+        """
+        return self.workers.begin_stop(self.settings.shutdown_grace_secs)
+
+    def begin_shutdown_threadsafe(self) -> None:
+        """``begin_shutdown`` from a signal handler or another thread."""
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed: nothing left to stop
+                self.loop.call_soon_threadsafe(self.begin_shutdown)
 
     def ready_registry(self) -> EngineRegistry:
         """The engines, or a 503 that says why there are none (still loading, or failed to load)."""

@@ -30,6 +30,10 @@ _SILENCE_PEAK = 2.0**-9
 # container durations and decoded lengths disagree by up to this much without anything being wrong.
 _CODEC_PADDING_S = 0.25
 
+# No real recording is sampled faster (DXD is 352.8 kHz). A header claiming more is damage or an attack: the
+# resampler's filter grows with the input rate, and a 16 KB WAV claiming 740 MHz took 5 s of CPU to refuse.
+_MAX_SAMPLE_RATE = 768_000
+
 
 class AudioError(ValueError):
     """Input that is not usable audio. `reason` is one of: "undecodable", "empty", "silent", "too_long".
@@ -122,6 +126,8 @@ def _decode_container(container: av.container.InputContainer, max_duration: floa
     source_rate = channels = 0
     decoded_seconds = 0.0
     for frame in _frames(container, stream, errors):
+        if not 0 < frame.sample_rate <= _MAX_SAMPLE_RATE:
+            raise _undecodable(f"implausible sample rate ({frame.sample_rate} Hz)")
         if not source_rate:
             source_rate, channels = frame.sample_rate, frame.layout.nb_channels
         decoded_seconds += frame.samples / frame.sample_rate

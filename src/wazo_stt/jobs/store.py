@@ -7,6 +7,7 @@ read blobs, and it is deleted as soon as the job is finished.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -148,42 +149,84 @@ def _to_job(row: _JobRow, *, with_transcript: bool = False) -> Job:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout_ms: int) -> None:
     # WAL lets status polls read while the worker writes; the busy timeout rides out short write contention
-    # instead of failing with "database is locked".
+    # (another process, a checkpoint) instead of failing at once with "database is locked".
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-class JobStore:
-    """All reads and writes of jobs. Async: SQLite work runs in aiosqlite's thread, never on the event loop."""
+def _writer_connection(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the driver, which would only BEGIN (deferred) before the first write:
+    # _begin_immediate then opens every write transaction itself.
+    dbapi_connection.isolation_level = None
 
-    def __init__(self, engine: AsyncEngine, max_queue_size: int, clock=time.time) -> None:
+
+def _begin_immediate(conn: Any) -> None:
+    # The write lock from the first statement: the reads a write depends on (is the pair known? is the queue
+    # full?) see the state the write lands on, and waiting for the lock goes through the busy timeout.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class JobStore:
+    """All reads and writes of jobs. Async: SQLite work runs in aiosqlite's thread, never on the event loop.
+
+    Writes go through one connection of their own (``writer``): they queue for it in the process, in order,
+    instead of polling SQLite's lock, and each write transaction holds the lock from its first read. Reads
+    use a pool of other connections, which WAL never blocks.
+    """
+
+    def __init__(
+        self, engine: AsyncEngine, max_queue_size: int, clock=time.time, *, writer: AsyncEngine | None = None
+    ) -> None:
         self._engine = engine
+        self._writer = writer or engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
         self.max_queue_size = max_queue_size
         self._clock = clock
 
     @classmethod
-    def for_sqlite(cls, db_path: Path, max_queue_size: int, clock=time.time) -> JobStore:
+    def for_sqlite(
+        cls,
+        db_path: Path,
+        max_queue_size: int,
+        clock=time.time,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    ) -> JobStore:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(f"sqlite+aiosqlite:///{db_path}")
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return cls(engine, max_queue_size, clock)
+        url = f"sqlite+aiosqlite:///{db_path}"
+        pragmas = functools.partial(_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms)
+        reader = create_async_engine(url)
+        event.listen(reader.sync_engine, "connect", pragmas)
+        writer = create_async_engine(url, pool_size=1, max_overflow=0)
+        event.listen(writer.sync_engine, "connect", pragmas)
+        event.listen(writer.sync_engine, "connect", _writer_connection)
+        event.listen(writer.sync_engine, "begin", _begin_immediate)
+        return cls(reader, max_queue_size, clock, writer=writer)
 
     async def create_schema(self) -> None:
-        async with self._engine.begin() as conn:
+        async with self._writer.begin() as conn:
             await conn.run_sync(_Base.metadata.create_all)
 
     async def close(self) -> None:
         await self._engine.dispose()
+        if self._writer is not self._engine:
+            await self._writer.dispose()
 
     def _session(self) -> AsyncSession:
         return self._sessions()
+
+    def _write_session(self) -> AsyncSession:
+        return self._write_sessions()
 
     # --- submission -------------------------------------------------------------------------------------
 
@@ -195,7 +238,7 @@ class JobStore:
         or processing is returned as it is, since it will produce a fresh transcript anyway.
         """
         try:
-            async with self._session() as session, session.begin():
+            async with self._write_session() as session, session.begin():
                 existing = await self._find_identity(session, new.user_uuid, new.message_id)
                 if existing is not None:
                     if not force or existing.status in (JobStatus.QUEUED, JobStatus.PROCESSING):
@@ -280,7 +323,7 @@ class JobStore:
 
     async def claim_next(self) -> Job | None:
         """Atomically move the oldest queued job to ``processing`` and return it."""
-        async with self._session() as session, session.begin():
+        async with self._write_session() as session, session.begin():
             oldest = (
                 select(_JobRow.seq)
                 .where(_JobRow.status == JobStatus.QUEUED)
@@ -309,18 +352,33 @@ class JobStore:
         await self._finish(job_id, status=JobStatus.FAILED, error=error)
 
     async def _finish(self, job_id: str, **values: Any) -> None:
-        async with self._session() as session, session.begin():
+        async with self._write_session() as session, session.begin():
             await session.execute(
                 update(_JobRow).where(_JobRow.id == job_id).values(finished_at=self._clock(), **values)
             )
             await session.execute(delete(_AudioRow).where(_AudioRow.job_id == job_id))
+
+    async def release(self, job_id: str) -> bool:
+        """Put a job this process was transcribing back in the queue, its attempt not counted.
+
+        For a graceful stop that could not wait for the job: the job did nothing wrong, so it keeps its place
+        (the queue is ordered by submission) and its attempts. Only a job still ``processing`` is touched, so a
+        release racing the job's own completion changes nothing. Returns whether the job was released.
+        """
+        async with self._write_session() as session, session.begin():
+            result = await session.execute(
+                update(_JobRow)
+                .where(_JobRow.id == job_id, _JobRow.status == JobStatus.PROCESSING)
+                .values(status=JobStatus.QUEUED, started_at=None, attempts=func.max(_JobRow.attempts - 1, 0))
+            )
+        return bool(result.rowcount)
 
     async def requeue_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
         """At start-up: jobs left ``processing`` by a dead process go back to the queue, or fail for good.
 
         Returns the ids re-queued and the ids failed.
         """
-        async with self._session() as session, session.begin():
+        async with self._write_session() as session, session.begin():
             rows = (await session.scalars(select(_JobRow).where(_JobRow.status == JobStatus.PROCESSING))).all()
             requeued = [r.id for r in rows if r.attempts < max_attempts]
             failed = [r.id for r in rows if r.attempts >= max_attempts]
@@ -344,7 +402,7 @@ class JobStore:
     async def purge_older_than(self, days: int) -> int:
         """Delete finished jobs (and so their transcript text) older than ``days``. Returns how many."""
         cutoff = self._clock() - days * 86400
-        async with self._session() as session, session.begin():
+        async with self._write_session() as session, session.begin():
             result = await session.execute(
                 delete(_JobRow).where(
                     _JobRow.status.in_((JobStatus.COMPLETED, JobStatus.FAILED)), _JobRow.finished_at < cutoff

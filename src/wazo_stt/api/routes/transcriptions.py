@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audio/transcriptions", tags=["transcriptions"])
 
 QUEUE_FULL_RETRY_AFTER = "30"
+SHUTDOWN_RETRY_AFTER = "10"
 
 
 @router.post("")
@@ -51,12 +52,21 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             return await _submission_response(existing, state, created=False, forced=False)
 
     audio, source = await _read_audio(form, state)
-    decoded = await _validate_audio(audio, state)
+    # Only the duration is kept: the samples (64 KB per second of audio) must not stay alive while a synchronous
+    # request waits for its job; the worker decodes again.
+    duration = (await _validate_audio(audio, state)).duration
+    if state.workers.stopping:
+        raise ApiError(
+            503,
+            "The server is shutting down; nothing was queued, retry in a few seconds",
+            code="shutting_down",
+            headers={"Retry-After": SHUTDOWN_RETRY_AFTER},
+        )
     try:
         submission = await state.store.submit(
             NewJob(
                 audio=audio,
-                audio_duration=round(decoded.duration, 3),
+                audio_duration=round(duration, 3),
                 model=engine.model_id,
                 response_format=form.response_format.value,
                 language=form.language,
@@ -77,7 +87,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
     job = submission.job
     if submission.created:
         state.workers.notify()
-        log.info("Job %s queued (%s, %.1f s of audio)", job.id, source, decoded.duration)
+        log.info("Job %s queued (%s, %.1f s of audio)", job.id, source, duration)
 
     if form.is_async:
         return await _submission_response(job, state, created=submission.created, forced=form.force)
@@ -125,6 +135,15 @@ async def _wait_and_render(job: Job, form: TranscriptionForm, state: ServerState
         raise ApiError(500, "The job disappeared while it was being processed", code="job_lost")
     if finished.status is JobStatus.FAILED:
         raise ApiError(500, finished.error or "Transcription failed", code="job_failed", headers={"X-Job-Id": job.id})
+    if finished.status is not JobStatus.COMPLETED and state.workers.stopping:
+        # Kept, not lost: the job runs after the restart and its result stays retrievable by id.
+        raise ApiError(
+            503,
+            f"The server is shutting down; job {job.id} stays queued and will be transcribed after the restart: "
+            f"fetch it later from /v1/audio/transcriptions/{job.id}/result",
+            code="shutting_down",
+            headers={"X-Job-Id": job.id, "Retry-After": SHUTDOWN_RETRY_AFTER},
+        )
     if finished.status is not JobStatus.COMPLETED:
         raise ApiError(
             504,
