@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ParakeetVersion = Literal["parakeet-tdt-0.6b-v3", "parakeet-tdt-0.6b-v2"]
@@ -23,6 +23,15 @@ class Settings(BaseSettings):
         "parakeet-tdt-0.6b-v3", description="Which Parakeet export lives in MODEL_PATH (v3 is multilingual)"
     )
     model_quantization: str = Field("int8", description="Suffix of the ONNX files ('int8' or '' for fp32)")
+    enable_parakeet: bool = Field(True, description="Load Parakeet from MODEL_PATH (false: a Whisper-only server)")
+    whisper_model_path: Path | None = Field(
+        None, description="Directory of a CTranslate2 Whisper model (faster-whisper); empty: no Whisper engine"
+    )
+    whisper_model_id: str = Field("", description="Id of the Whisper model in /v1/models (default: from its files)")
+    whisper_beam_size: int = Field(5, ge=1, le=20, description="Whisper beam width (1: greedy, fastest)")
+    default_model: str = Field(
+        "", description="Model id, 'parakeet' or 'whisper' meant by whisper-1 and an omitted model (default: Parakeet)"
+    )
     db_path: Path = Field(Path("/data/transcriptions.db"), description="SQLite database file")
     host: str = "0.0.0.0"
     port: int = 8000
@@ -53,6 +62,12 @@ class Settings(BaseSettings):
     db_busy_timeout_ms: int = Field(
         10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
     )
+
+    @field_validator("whisper_model_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        # WHISPER_MODEL_PATH= (empty, as compose files write an unset variable) means no Whisper, not ".".
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def max_upload_bytes(self) -> int:

@@ -31,6 +31,9 @@ class Engine(Protocol):
 
 
 class ChunkRecognizer(Protocol):
+    """One model family. It may also set ``join_gap_seconds`` (see ``loader.chunk_planner``) to say how long a
+    pause the planner may keep inside a chunk to give the model more context per call."""
+
     model_id: str
     owned_by: str
     languages: frozenset[str]
