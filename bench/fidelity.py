@@ -706,6 +706,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     details: dict[str, Any] = {"formats": {}, "long": {}}
     isolated: dict[str, dict[str, str]] = {}
     model_id = args.model_id
+
+    def measure_path(path: PathSpec) -> None:
+        """Every format, then the long files, through one path; merged into the run's tables and details."""
+        summary, transcripts = measure_formats([path], files, texts, formats)
+        for fmt, by_path in summary.items():
+            formats_summary[fmt] |= by_path
+        details["formats"] |= transcripts
+        isolated[path.name] = transcripts[path.name]["pcm16k"]
+        summary_long, texts_long = measure_long([path], long_files, texts, isolated)
+        _merge(long_summary, summary_long)
+        _merge(details["long"], texts_long)
+
     with tempfile.TemporaryDirectory(prefix="wazo-fidelity-") as tmp:
         for name, url, extra in server_runs:
             with contextlib.ExitStack() as stack:
@@ -720,25 +732,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     server.model_id = model_id
                 server.transcribe(files[next(iter(files))]["pcm16k"])  # warm-up, not timed
                 print(f"{name} ({url}, model {model_id}):", flush=True)
-                summary, transcripts = measure_formats([PathSpec(name, server)], files, texts, formats)
-                for fmt, by_path in summary.items():
-                    formats_summary[fmt] |= by_path
-                details["formats"] |= transcripts
-                isolated[name] = transcripts[name]["pcm16k"]
-                summary_long, texts_long = measure_long([PathSpec(name, server)], long_files, texts, isolated)
-                _merge(long_summary, summary_long)
-                _merge(details["long"], texts_long)
+                measure_path(PathSpec(name, server))
         for name, model in direct_paths:
             print(f"{name}:", flush=True)
             model.transcribe(files[next(iter(files))]["pcm16k"])  # warm-up
-            summary, transcripts = measure_formats([PathSpec(name, model)], files, texts, formats)
-            for fmt, by_path in summary.items():
-                formats_summary[fmt] |= by_path
-            details["formats"] |= transcripts
-            isolated[name] = transcripts[name]["pcm16k"]
-            summary_long, texts_long = measure_long([PathSpec(name, model)], long_files, texts, isolated)
-            _merge(long_summary, summary_long)
-            _merge(details["long"], texts_long)
+            measure_path(PathSpec(name, model))
 
     report |= {
         "model_id": model_id,

@@ -122,6 +122,14 @@ def test_compose_supports_the_two_command_deployment() -> None:
     assert downloader["environment"]["MODEL_QUANTIZATION"] == server["environment"]["MODEL_QUANTIZATION"]
 
 
+def test_compose_gives_the_running_job_its_grace_period_before_docker_kills_it() -> None:
+    """Docker's default stop timeout (10 s) is shorter than SHUTDOWN_GRACE_SECS: the job would be killed."""
+    server = _interpolated(_compose())["services"]["wazo-stt"]
+    period = re.fullmatch(r"(\d+)s", server["stop_grace_period"])
+    assert period, server["stop_grace_period"]
+    assert int(period[1]) > float(server["environment"]["SHUTDOWN_GRACE_SECS"])
+
+
 def test_compose_defaults_are_the_servers_defaults() -> None:
     """Each ${VAR:-default} in the compose file must leave the server where it would be with VAR unset."""
     defaults = Settings(_env_file=None)

@@ -106,6 +106,7 @@ def test_one_engine_failing_leaves_the_other_serving(fakes, tmp_path, caplog):
     assert registry.model_ids() == [WHISPER_ID, "whisper-1"]
     assert registry.resolve("whisper-1").model_id == WHISPER_ID  # default falls to the engine that loaded
     assert "no parakeet files" in caplog.text
+    assert registry.not_loaded == {"parakeet": "no parakeet files"}  # what /health reports
 
 
 def test_default_model_that_failed_is_an_error(fakes, tmp_path):

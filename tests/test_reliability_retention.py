@@ -9,20 +9,13 @@ import asyncio
 
 import pytest
 
+from tests.support.clock import FakeClock
 from wazo_stt.domain import Transcript
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore, NewJob
 
 DAY = 86400.0
 TRANSCRIPT = Transcript(text="hi", language="en", duration=1.0, segments=[], words=[])
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_770_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

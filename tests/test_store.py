@@ -6,16 +6,9 @@ import asyncio
 
 import pytest
 
+from tests.support.clock import FakeClock
 from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.jobs.store import JobStore, NewJob, QueueFullError
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_770_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

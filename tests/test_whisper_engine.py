@@ -135,3 +135,18 @@ def test_joined_sentences_come_back_in_order_none_lost_or_doubled(sdk, files, co
     assert max(abs(e) for e in report.word_start_errors) <= 0.5
     reference = " ".join(normalize(texts[p.sentence]) for p in long_file.placements)
     assert jiwer.wer(reference, normalize(result.text)) <= MAX_WER["pcm16k"]
+
+
+def test_health_names_an_engine_that_failed_to_load(tmp_path, tiny_model_dir):
+    """Parakeet serves, the configured Whisper directory holds no model: healthy, but the operator is told."""
+    settings = Settings(
+        _env_file=None, model_path=tiny_model_dir, whisper_model_path=tmp_path, db_path=tmp_path / "db.sqlite"
+    )
+    with running_server(settings) as url, httpx.Client(base_url=url) as client:
+        wait_ready(client)
+        health = client.get("/health").json()
+        assert health["status"] == "healthy" and health["model"] == PARAKEET_ID
+        assert set(health["not_loaded"]) == {"whisper"}
+        assert str(tmp_path) in health["not_loaded"]["whisper"]
+        assert "missing: model.bin" in health["not_loaded"]["whisper"]
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == [PARAKEET_ID, "whisper-1"]

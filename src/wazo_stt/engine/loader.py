@@ -107,7 +107,7 @@ def load_engines(settings: Settings) -> EngineRegistry:
     default_id = _default_model_id(settings.default_model.strip(), loaded, failures)
     detector = SpeechDetector() if settings.enable_vad else None  # one VAD model for every engine
     engines = [ChunkedEngine(r, chunk_planner(settings, detector, r)) for r in loaded.values()]
-    return EngineRegistry(engines, default_id=default_id)
+    return EngineRegistry(engines, default_id=default_id, not_loaded=failures)
 
 
 def _default_model_id(wanted: str, loaded: dict[str, ChunkRecognizer], failures: dict[str, str]) -> str:

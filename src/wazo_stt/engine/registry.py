@@ -14,8 +14,12 @@ class UnknownModelError(LookupError):
 
 
 class EngineRegistry:
-    def __init__(self, engines: Iterable[Engine], default_id: str | None = None) -> None:
+    def __init__(
+        self, engines: Iterable[Engine], default_id: str | None = None, not_loaded: dict[str, str] | None = None
+    ) -> None:
         self._engines = {e.model_id: e for e in engines}
+        # Engine family -> why it failed to load, while the others serve: an operator must see it in /health.
+        self.not_loaded = dict(not_loaded or {})
         if not self._engines:
             raise ValueError("at least one engine is required")
         self.default_id = default_id or next(iter(self._engines))

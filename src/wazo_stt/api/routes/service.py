@@ -29,6 +29,9 @@ async def health(state: ServerState = Depends(server_state)) -> JSONResponse:
             "pending": counts[JobStatus.QUEUED] + counts[JobStatus.PROCESSING],
         },
     }
+    if state.registry is not None and state.registry.not_loaded:
+        # Serving, so healthy (200): but a configured engine is missing, and requests for it will get a 400.
+        body["not_loaded"] = state.registry.not_loaded
     if state.registry is None:
         try:
             state.ready_registry()
