@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+import tracemalloc
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -406,3 +407,23 @@ def test_audio_exactly_at_the_limit_passes(codec: str, container: str) -> None:
     audio = decode_audio(encoded(tone_with_click(rate), rate, codec, container), max_duration=DURATION)
     assert isinstance(audio, DecodedAudio)
     assert audio.duration <= DURATION
+
+
+@pytest.mark.parametrize("declares_duration", [True, False], ids=["wav", "webm-without-duration"])
+def test_decoding_holds_the_recording_once(declares_duration: bool) -> None:
+    """Peak memory while decoding is the decoded samples, not twice them (an hour would cost 460 MB, not 230).
+
+    Counted by tracemalloc, which sees NumPy's allocations: deterministic, unlike RSS on a shared machine.
+    """
+    seconds = 600 if declares_duration else 120
+    signal = sine(8000, seconds, 440.0, 0.5)
+    data = wav_bytes(signal, 8000) if declares_duration else streamed_webm_opus(sine(48_000, seconds, 440.0, 0.5))
+    del signal
+    tracemalloc.start()
+    try:
+        decoded = decode_audio(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.duration == pytest.approx(seconds, abs=0.1)
+    assert peak < 1.1 * decoded.samples.nbytes + 2_000_000, (peak, decoded.samples.nbytes)

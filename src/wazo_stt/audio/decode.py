@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -33,6 +33,10 @@ _CODEC_PADDING_S = 0.25
 # No real recording is sampled faster (DXD is 352.8 kHz). A header claiming more is damage or an attack: the
 # resampler's filter grows with the input rate, and a 16 KB WAV claiming 740 MHz took 5 s of CPU to refuse.
 _MAX_SAMPLE_RATE = 768_000
+# Room for the first samples of a file that declares no duration (a browser's WebM), and the most a header is
+# trusted with; past them the buffer grows as data arrives.
+_UNDECLARED_START_S = 60.0
+_LARGEST_START_S = 4 * 3600.0
 
 
 class AudioError(ValueError):
@@ -120,7 +124,7 @@ def _decode_container(container: av.container.InputContainer, max_duration: floa
         raise _too_long(declared, max_duration)
 
     errors: list[str] = []
-    chunks: list[np.ndarray] = []
+    buffer = _SampleBuffer(declared)
     resampler: av.AudioResampler | None = None
     resampler_input: tuple[str, str, int] | None = None
     source_rate = channels = 0
@@ -138,14 +142,14 @@ def _decode_container(container: av.container.InputContainer, max_duration: floa
         frame_input = (frame.format.name, frame.layout.name, frame.sample_rate)
         if resampler is None or frame_input != resampler_input:
             if resampler is not None:
-                chunks.extend(f.to_ndarray()[0] for f in resampler.resample(None))
+                buffer.extend(f.to_ndarray()[0] for f in resampler.resample(None))
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             resampler_input = frame_input
-        chunks.extend(f.to_ndarray()[0] for f in resampler.resample(frame))
+        buffer.extend(f.to_ndarray()[0] for f in resampler.resample(frame))
     if resampler is not None:
-        chunks.extend(f.to_ndarray()[0] for f in resampler.resample(None))  # the filter's delayed tail
+        buffer.extend(f.to_ndarray()[0] for f in resampler.resample(None))  # the filter's delayed tail
 
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    samples = buffer.samples()
     if not samples.size:
         if errors:
             raise _undecodable(f"the {codec} data is damaged ({errors[0]})")
@@ -176,6 +180,34 @@ def _decode_container(container: av.container.InputContainer, max_duration: floa
         source_rate=source_rate,
         channels=channels,
     )
+
+
+class _SampleBuffer:
+    """The decoded samples, written into one array as they come.
+
+    Collecting frames in a list and joining them at the end holds the recording twice at the peak (460 MB for
+    an hour of audio). Here the array is sized from the duration the file declares and resized in place:
+    NumPy reallocates, and for arrays this large the allocator remaps pages rather than copying them.
+    """
+
+    def __init__(self, declared_seconds: float | None) -> None:
+        expected = declared_seconds + _CODEC_PADDING_S + 1.0 if declared_seconds else _UNDECLARED_START_S
+        # Pages of an np.empty are only taken when written: a header claiming too much costs address space.
+        self._data = np.empty(round(min(expected, _LARGEST_START_S) * SAMPLE_RATE), dtype=np.float32)
+        self._size = 0
+
+    def extend(self, arrays: Iterable[np.ndarray]) -> None:
+        for array in arrays:
+            end = self._size + array.size
+            if end > self._data.size:
+                self._data.resize(max(end, int(self._data.size * 1.5)), refcheck=False)
+            self._data[self._size : end] = array
+            self._size = end
+
+    def samples(self) -> np.ndarray:
+        """The samples, the unused capacity given back."""
+        self._data.resize(self._size, refcheck=False)
+        return self._data
 
 
 def _frames(
