@@ -48,6 +48,16 @@ async def test_queue_order_positions_and_claims(store):
     assert (await store.counts())["completed"] == 1
 
 
+async def test_a_submission_knows_its_position_even_if_a_worker_takes_it_at_once(store):
+    """The response is written after the commit; by then the worker may hold the job (it was position 0)."""
+    first = await store.submit(new_job())
+    second = await store.submit(new_job())
+    await store.claim_next()
+    await store.claim_next()
+    assert (first.queue_position, second.queue_position) == (1, 2)
+    assert await store.queue_position(second.job.id) is None
+
+
 async def test_queue_full(store):
     for _ in range(5):
         await store.submit(new_job())

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
 
 from wazo_stt.domain import JobStatus, Transcript
 
@@ -118,6 +118,9 @@ class NewJob:
 class Submission:
     job: Job
     created: bool  # False: the (user_uuid, message_id) pair already had a job, which is returned instead
+    # A new job's place in the queue when it was accepted (counted in the inserting transaction): a worker may
+    # take it before the response is written, and the client must still be told where it was queued.
+    queue_position: int | None = None
 
 
 class QueueFullError(Exception):
@@ -269,7 +272,7 @@ class JobStore:
         except IntegrityError:
             # Another request inserted the same pair between our read and our insert: theirs is the job.
             return await self._existing_after_race(new)
-        return Submission(_to_job(row), created=True)
+        return Submission(_to_job(row), created=True, queue_position=queued + 1)
 
     async def _existing_after_race(self, new: NewJob) -> Submission:
         async with self._session() as session:
@@ -299,15 +302,13 @@ class JobStore:
 
     async def queue_position(self, job_id: str) -> int | None:
         """1 for the next job to run; None when the job is not queued."""
+        # One statement, so one snapshot: two reads could see the job queued, then a worker take it (position 0).
+        own = aliased(_JobRow)
+        own_seq = select(own.seq).where(own.id == job_id, own.status == JobStatus.QUEUED).scalar_subquery()
+        ahead = select(func.count()).where(_JobRow.status == JobStatus.QUEUED, _JobRow.seq <= own_seq)
         async with self._session() as session:
-            seq = await session.scalar(
-                select(_JobRow.seq).where(_JobRow.id == job_id, _JobRow.status == JobStatus.QUEUED)
-            )
-            if seq is None:
-                return None
-            return await session.scalar(
-                select(func.count()).select_from(_JobRow).where(_JobRow.status == JobStatus.QUEUED, _JobRow.seq <= seq)
-            )
+            position = await session.scalar(ahead)
+        return position or None
 
     async def counts(self) -> dict[str, int]:
         async with self._session() as session:

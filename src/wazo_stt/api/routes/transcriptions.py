@@ -90,12 +90,17 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
         log.info("Job %s queued (%s, %.1f s of audio)", job.id, source, duration)
 
     if form.is_async:
-        return await _submission_response(job, state, created=submission.created, forced=form.force)
+        return await _submission_response(
+            job, state, created=submission.created, forced=form.force, position=submission.queue_position
+        )
     return await _wait_and_render(job, form, state)
 
 
-async def _submission_response(job: Job, state: ServerState, *, created: bool, forced: bool) -> JSONResponse:
-    position = await state.store.queue_position(job.id)
+async def _submission_response(
+    job: Job, state: ServerState, *, created: bool, forced: bool, position: int | None = None
+) -> JSONResponse:
+    if position is None:
+        position = await state.store.queue_position(job.id)
     body = submission_body(job, position, created=created, forced=forced)
     return JSONResponse(body, headers={"X-Job-Id": job.id})
 
