@@ -165,7 +165,7 @@ def _build(spec: dict[str, Any]):
         detector = SpeechDetector() if spec.get("vad", True) else None
         planner = RecordingPlanner(
             detector,
-            max_seconds=float(spec.get("chunk_max_secs", 30.0)),
+            max_seconds=float(spec.get("chunk_max_secs") or recognizer.max_chunk_seconds),
             overlap_seconds=float(spec.get("overlap", 2.0)),
         )
     engine = ChunkedEngine(recognizer, planner)
@@ -187,10 +187,11 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     items = _load_audio(spec)
     if spec.get("warm_up", True):
         # Five seconds of the first input: ONNX Runtime's first call allocates and (OpenVINO) compiles.
-        first = _decode(items[0][1])
+        first = _decode(items[0][1])[: 5 * SAMPLE_RATE].copy()  # not a view: the whole recording must go
         t = time.perf_counter()
-        process(first[: 5 * SAMPLE_RATE])
+        process(first)
         warm_up_seconds = time.perf_counter() - t
+        del first
     else:
         warm_up_seconds = 0.0
     rss_warm = _rss()

@@ -34,6 +34,7 @@ class Context:
     plots: Path | None = None
     compare_models: tuple[Path, ...] = ()  # other model directories for the tuning table (e.g. QInt8 weights)
     openvino_python: str | None = None  # a Python with onnxruntime-openvino and openvino installed
+    runtime_pythons: tuple[str, ...] = ()  # Pythons with other ONNX Runtime builds (numpy and onnx-asr too)
 
 
 @dataclass

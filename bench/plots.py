@@ -14,7 +14,7 @@ def scaling_plot(cases: list[dict[str, Any]], path: Path, peak_goal_bytes: float
     import matplotlib.pyplot as plt
 
     fig, (speed_ax, memory_ax) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
-    styles = {"chunked": ("tab:blue", "o", "chunked (VAD, <= 30 s)"), "one pass": ("tab:red", "s", "one pass")}
+    styles = {"chunked": ("tab:blue", "o", "chunked (VAD, <= 20 s)"), "one pass": ("tab:red", "s", "one pass")}
     for mode, (color, marker, label) in styles.items():
         points = sorted((c["length"] / 60, c["x_realtime"], c["peak_rss"] / 1e9) for c in cases if c["mode"] == mode)
         if not points:

@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         "--openvino-python", help="Python of a virtualenv with onnxruntime-openvino, openvino, onnx-asr"
     )
     parser.add_argument(
+        "--runtime-python",
+        action="append",
+        default=[],
+        help="Python of a virtualenv with another ONNX Runtime build (and numpy, onnx-asr) for the tuning table",
+    )
+    parser.add_argument(
         "--wait-quiet",
         type=float,
         default=0,
@@ -95,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         plots=args.plots.resolve() if args.plots else None,
         compare_models=tuple(p.resolve() for p in args.compare_model),
         openvino_python=args.openvino_python,
+        runtime_pythons=tuple(args.runtime_python),
     )
     if args.wait_quiet:
         wait_for_quiet(args.wait_quiet, 1.0)

@@ -100,6 +100,23 @@ def test_engines_share_one_vad_but_whisper_joins_longer_pauses(fakes, tmp_path):
     assert (parakeet_planner.join_gap_seconds, whisper_planner.join_gap_seconds) == (1.0, 3.0)
 
 
+def test_chunk_bound_is_each_engines_unless_set(fakes, tmp_path):
+    whisper = FakeRecognizer(WHISPER_ID)
+    whisper.max_chunk_seconds = 30.0
+    fakes.setattr(loader, "load_whisper", lambda s: whisper)
+    parakeet = FakeRecognizer(PARAKEET_ID)
+    parakeet.max_chunk_seconds = 20.0
+    fakes.setattr(loader, "load_parakeet", lambda s: parakeet)
+
+    def bounds(**settings) -> tuple[float, float]:
+        registry = loader.load_engines(_settings(tmp_path, whisper_model_path=tmp_path, **settings))
+        return registry.resolve(PARAKEET_ID).planner.max_seconds, registry.resolve(WHISPER_ID).planner.max_seconds
+
+    assert bounds() == (20.0, 30.0)
+    assert bounds(chunk_max_secs=12) == (12.0, 12.0)
+    assert bounds(chunk_max_secs="") == (20.0, 30.0)  # CHUNK_MAX_SECS= in a compose file: not set
+
+
 def test_one_engine_failing_leaves_the_other_serving(fakes, tmp_path, caplog):
     fakes.setattr(loader, "load_parakeet", _fails("no parakeet files"))
     registry = loader.load_engines(_settings(tmp_path, whisper_model_path=tmp_path))

@@ -1,7 +1,8 @@
 """Engine tuning: ONNX Runtime session options, int8 weight type and other CPU runtimes, side by side.
 
 Every configuration recognises the same chunks (the first chunks our planner cuts from the 5-minute recording:
-Silero VAD, at most 30 s) through plain onnx-asr, in a fresh process, so only the option under test differs.
+Silero VAD, at most 20 s, as the server cuts them) through plain onnx-asr, in a fresh process, so only the
+option under test differs.
 Configurations run in rounds (every configuration once per round) and the fastest round counts: on a shared
 machine, a slower round measures the neighbours, not the option.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from bench.common import Context, Goal, Result, Table, log, mb, run_json_subproc
 FULL_SECONDS = 90.0
 QUICK_SECONDS = 60.0
 SAMPLE_RATE = 16_000
+CHUNK_SECONDS = 20.0  # the server's bound for Parakeet (ParakeetRecognizer.max_chunk_seconds)
 
 
 @dataclass
@@ -38,34 +41,44 @@ class Config:
     group: str = "session options"  # rows are compared within a group (same runner)
 
 
+# What wazo_stt.engine.parakeet.session_options sets on top of ONNX Runtime's defaults (this runner must not
+# import wazo_stt: it also runs in virtualenvs with other ONNX Runtime builds).
+NO_SPIN = {"session.intra_op.allow_spinning": "0"}
+
+
+def _ours(**ort: Any) -> dict[str, Any]:
+    """Our session options with one change: each row differs from the default row in what its label says."""
+    return {"ort": {"config_entries": NO_SPIN, **ort}}
+
+
 def _configs(ctx: Context) -> list[Config]:
     configs = [
-        Config("default: threads=0 (one per core), ORT_ENABLE_ALL, arena on, sequential"),
-        Config("intra_op_threads=1", {"ort": {"intra_op_threads": 1}}),
-        Config("intra_op_threads=2", {"ort": {"intra_op_threads": 2}}),
-        Config("graph optimisation DISABLE_ALL", {"ort": {"graph_optimization_level": "DISABLE_ALL"}}),
-        Config("graph optimisation BASIC", {"ort": {"graph_optimization_level": "BASIC"}}),
-        Config("graph optimisation EXTENDED", {"ort": {"graph_optimization_level": "EXTENDED"}}),
-        Config("enable_cpu_mem_arena=False", {"ort": {"enable_cpu_mem_arena": False}}),
-        Config(
-            "execution_mode=PARALLEL, inter_op_threads=2",
-            {"ort": {"execution_mode": "parallel", "inter_op_threads": 2}},
-        ),
-        Config(
-            "no spin-waiting (session.intra_op.allow_spinning=0)",
-            {"ort": {"config_entries": {"session.intra_op.allow_spinning": "0"}}},
-        ),
-        Config("2 requests at once x intra_op_threads=1 (WORKERS=2)", {"streams": 2, "ort": {"intra_op_threads": 1}}),
-        Config("2 requests at once x threads=0 (WORKERS=2, default threads)", {"streams": 2}),
+        Config("default: threads=0 (one per core), ORT_ENABLE_ALL, arena on, sequential, no spinning", _ours()),
+        Config("spin-waiting on (ONNX Runtime's own default)", {}),
+        Config("intra_op_threads=1", _ours(intra_op_threads=1)),
+        Config("intra_op_threads=2", _ours(intra_op_threads=2)),
+        Config("graph optimisation DISABLE_ALL", _ours(graph_optimization_level="DISABLE_ALL")),
+        Config("graph optimisation BASIC", _ours(graph_optimization_level="BASIC")),
+        Config("graph optimisation EXTENDED", _ours(graph_optimization_level="EXTENDED")),
+        Config("enable_cpu_mem_arena=False", _ours(enable_cpu_mem_arena=False)),
+        Config("execution_mode=PARALLEL, inter_op_threads=2", _ours(execution_mode="parallel", inter_op_threads=2)),
+        Config("2 requests at once x intra_op_threads=1 (WORKERS=2)", {"streams": 2, **_ours(intra_op_threads=1)}),
+        Config("2 requests at once x threads=0 (WORKERS=2, default threads)", {"streams": 2, **_ours()}),
     ]
     for model in ctx.compare_models:
         weight = _weight_type(model)
-        configs.append(Config(f"weights {weight} ({model.name})", {"model": str(model)}, group="int8 weight type"))
+        configs.append(
+            Config(f"weights {weight} ({model.name})", {"model": str(model), **_ours()}, group="int8 weight type")
+        )
+    if ctx.runtime_pythons:  # the same default options on other builds, against this environment's build
+        group = "ONNX Runtime build, CPU EP"
+        configs.append(Config(f"{_runtime_version(ctx.python)} (this environment)", _ours(), group=group))
+        configs += [Config(_runtime_version(py), _ours(), python=py, group=group) for py in ctx.runtime_pythons]
     if ctx.openvino_python:
         configs.append(
             Config(
                 "OpenVINO EP (onnxruntime-openvino), device CPU",
-                {"providers": [["OpenVINOExecutionProvider", {"device_type": "CPU"}]]},
+                {"providers": [["OpenVINOExecutionProvider", {"device_type": "CPU"}]], **_ours()},
                 python=ctx.openvino_python,
                 group="execution provider",
             )
@@ -73,7 +86,7 @@ def _configs(ctx: Context) -> list[Config]:
         configs.append(
             Config(
                 "CPU EP of the same onnxruntime-openvino build",
-                {},
+                _ours(),
                 python=ctx.openvino_python,
                 group="execution provider",
             )
@@ -83,7 +96,7 @@ def _configs(ctx: Context) -> list[Config]:
             configs += [
                 Config(
                     f"encoder alone, ONNX Runtime CPU{suffix}",
-                    {"runner": "encoder", "model": str(model)},
+                    {"runner": "encoder", "model": str(model), **_ours()},
                     group="encoder alone",
                 ),
                 Config(
@@ -107,6 +120,18 @@ def _configs(ctx: Context) -> list[Config]:
     return configs
 
 
+def _runtime_version(python: str) -> str:
+    """Which ONNX Runtime package and version a Python has, for the row's label."""
+    code = (
+        "import importlib.metadata as m\n"
+        "for name in ('onnxruntime', 'onnxruntime-openvino'):\n"
+        "    try: print(name, m.version(name)); break\n"
+        "    except m.PackageNotFoundError: pass"
+    )
+    found = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False).stdout.strip()
+    return found or f"? ({python})"
+
+
 def _weight_type(model: Path) -> str:
     info = model / "BUILD_INFO.json"
     if info.is_file():
@@ -122,9 +147,9 @@ def _chunks(ctx: Context, seconds: float) -> tuple[Path, list[float]]:
 
     bank = SpeechBank(ctx.cache)
     recording = bank.recording("scaling-300s", 300, "wav", seed=77)
-    out = bank.cache / f"tuning-chunks-{seconds:g}s.npz"
+    out = bank.cache / f"tuning-chunks-{seconds:g}s-max{CHUNK_SECONDS:g}s.npz"
     audio = decode_audio(recording.path).samples
-    chunks = ChunkPlanner(SpeechDetector(), max_seconds=30.0).plan(audio)
+    chunks = ChunkPlanner(SpeechDetector(), max_seconds=CHUNK_SECONDS).plan(audio)
     arrays: list[np.ndarray] = []
     for chunk in chunks:
         arrays.append(audio[chunk.start : chunk.end])

@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     text_retention_days: int = Field(365, ge=0, description="0 keeps transcripts forever")
 
     enable_vad: bool = Field(True, description="Silero VAD: skip silence and cut chunks in pauses")
-    chunk_max_secs: float = Field(30.0, ge=5, le=300, description="Longest chunk sent to the model at once")
+    chunk_max_secs: float | None = Field(
+        None, ge=5, le=300, description="Longest chunk sent to the model at once (default: 20 s Parakeet, 30 s Whisper)"
+    )
     chunk_overlap_secs: float = Field(2.0, ge=0, le=10, description="Overlap where a chunk must cut speech")
 
     workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
@@ -63,10 +65,11 @@ class Settings(BaseSettings):
         10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
     )
 
-    @field_validator("whisper_model_path", mode="before")
+    @field_validator("whisper_model_path", "chunk_max_secs", mode="before")
     @classmethod
-    def _empty_path_is_none(cls, value: object) -> object:
-        # WHISPER_MODEL_PATH= (empty, as compose files write an unset variable) means no Whisper, not ".".
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty value, as compose files write an unset variable, means "not set": no Whisper (not "."), the
+        # engine's own chunk bound.
         return None if isinstance(value, str) and not value.strip() else value
 
     @property

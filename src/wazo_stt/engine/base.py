@@ -31,8 +31,9 @@ class Engine(Protocol):
 
 
 class ChunkRecognizer(Protocol):
-    """One model family. It may also set ``join_gap_seconds`` (see ``loader.chunk_planner``) to say how long a
-    pause the planner may keep inside a chunk to give the model more context per call."""
+    """One model family. It may also set ``join_gap_seconds`` and ``max_chunk_seconds`` (see
+    ``loader.chunk_planner``): how long a pause the planner may keep inside a chunk to give the model more
+    context per call, and the longest chunk the model is best at."""
 
     model_id: str
     owned_by: str

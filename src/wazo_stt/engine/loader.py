@@ -19,11 +19,14 @@ from collections.abc import Callable
 
 from wazo_stt.config import Settings
 from wazo_stt.engine.base import ChunkRecognizer, ModelLoadError
+from wazo_stt.engine.memory import release_freed_memory
 from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.engine.vad import SpeechDetector
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CHUNK_SECONDS = 30.0
 
 PARAKEET = "parakeet"
 WHISPER = "whisper"
@@ -35,14 +38,15 @@ def chunk_planner(
     """The planner for one engine; ``detector`` lets engines share one VAD model (it keeps no state per call).
 
     A recogniser may set ``join_gap_seconds``: how long a pause between speech spans may be and still be sent
-    inside one chunk (Whisper pads every chunk to 30 s, so it prefers fewer, fuller chunks).
+    inside one chunk (Whisper pads every chunk to 30 s, so it prefers fewer, fuller chunks), and
+    ``max_chunk_seconds``: the longest chunk it is best at, used unless CHUNK_MAX_SECS is set.
     """
     if settings.enable_vad and detector is None:
         detector = SpeechDetector()
     gap = getattr(recognizer, "join_gap_seconds", None)
     return ChunkPlanner(
         detector if settings.enable_vad else None,
-        max_seconds=settings.chunk_max_secs,
+        max_seconds=settings.chunk_max_secs or getattr(recognizer, "max_chunk_seconds", DEFAULT_MAX_CHUNK_SECONDS),
         overlap_seconds=settings.chunk_overlap_secs,
         **({"join_gap_seconds": float(gap)} if gap is not None else {}),
     )
@@ -107,6 +111,7 @@ def load_engines(settings: Settings) -> EngineRegistry:
     default_id = _default_model_id(settings.default_model.strip(), loaded, failures)
     detector = SpeechDetector() if settings.enable_vad else None  # one VAD model for every engine
     engines = [ChunkedEngine(r, chunk_planner(settings, detector, r)) for r in loaded.values()]
+    release_freed_memory()  # what the model files were read into
     return EngineRegistry(engines, default_id=default_id, not_loaded=failures)
 
 

@@ -155,6 +155,7 @@ class WhisperRecognizer:
     # 66 chunks, WER 10.7 %, 0.087 s per audio second with 1 s; 32 chunks, 8.1 %, 0.061 with 3 s (the context
     # helps too); 6 s gave no further gain and pushed one sentence start past 0.5 s.
     join_gap_seconds = 3.0
+    max_chunk_seconds = 30.0  # Whisper's window
 
     def __init__(
         self,
