@@ -103,6 +103,9 @@ def test_queue_positions_decrease_then_processing_then_completed(settings):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert positions() == [None, 1, 2]
+        bodies = [client.get(f"{TRANSCRIPTIONS}/{j}").json() for j in jobs]
+        assert bodies[0]["progress"] == 0.0  # running, nothing recognised yet (the gate holds it)
+        assert "progress" not in bodies[1] and "progress" not in bodies[2]
         status = client.get(f"{TRANSCRIPTIONS}/status").json()
         assert status == {"queue_length": 2, "processing": True, "max_queue_size": 100}
         pending = client.get(f"{TRANSCRIPTIONS}/{jobs[2]}/result")
@@ -119,6 +122,29 @@ def test_queue_positions_decrease_then_processing_then_completed(settings):
         assert [poll(client, j)["text"] for j in jobs] == [TEXT] * 3
         health = client.get("/health").json()
         assert health["db_stats"] == {"total": 3, "completed": 3, "failed": 0, "pending": 0}
+
+
+def test_a_long_recording_reports_its_progress_while_it_runs(settings):
+    """Fixed 5 s chunks with 2 s overlap over 12 s (0-5, 3-8, 6-11, 9-12): held after the first chunk, the
+    job says how far it got, in audio sent to the model."""
+    settings = settings.model_copy(update={"chunk_max_secs": 5.0})
+    audio = wav_bytes(render([("▁hello", 1.0), ("▁world", 6.0), ("▁the", 10.0)], duration=12.0), 16000)
+    gate = Gate(after_first_chunk=True)
+    with running_server(settings, gate.loader) as url, httpx.Client(base_url=url, timeout=30) as client:
+        wait_ready(client)
+        job_id = client.post(
+            TRANSCRIPTIONS, files={"file": ("long.wav", audio)}, data={"user_uuid": "u", "message_id": "long"}
+        ).json()["job_id"]
+        deadline = time.monotonic() + 10
+        while not (body := client.get(f"{TRANSCRIPTIONS}/{job_id}").json()).get("progress"):
+            assert time.monotonic() < deadline, body
+            time.sleep(0.02)
+        assert body["status"] == "processing"
+        assert body["progress"] == pytest.approx(5 / 18, abs=0.001)  # 5 s of the 5 + 5 + 5 + 3 s
+        gate.release.release()
+        done = poll(client, job_id)
+        assert done["status"] == "completed" and "progress" not in done
+        assert done["text"] == expected_text(["▁hello", "▁world", "▁the"])
 
 
 def test_cors_lets_a_browser_page_on_another_origin_use_the_api(client):

@@ -77,6 +77,13 @@ def test_seams_lose_and_double_nothing(recognizer):
         assert a.end <= b.start
 
 
+def test_progress_is_reported_after_each_chunk_in_audio_sent(recognizer):
+    engine = ChunkedEngine(recognizer, ChunkPlanner(None, max_seconds=5, overlap_seconds=2))
+    reported: list[float] = []
+    engine.transcribe(render([("▁hello", 1.0)], duration=12.0), None, reported.append)
+    assert reported == pytest.approx([5 / 18, 10 / 18, 15 / 18, 1.0])  # chunks 0-5, 3-8, 6-11, 9-12 s
+
+
 def test_word_times_are_right_for_8khz_telephone_audio(recognizer):
     pieces = [("▁hello", 0.4), ("▁world", 1.1), ("▁the", 2.3), ("▁cat", 3.05)]
     mulaw = encoded(render(pieces, duration=4.0, sample_rate=8000), 8000, "pcm_mulaw", "wav")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -146,11 +146,18 @@ def _transcribe(args: argparse.Namespace) -> int:
     failed = 0
     headers = len(files) > 1 and not args.output_dir
     # disable=None: the bar shows on a terminal only, so redirected stderr stays a clean list of errors.
-    with tqdm(total=len(files), unit="file", file=sys.stderr, disable=None, leave=False) as bar:
-        for path, output in zip(files, outputs, strict=True):
+    # Fractional: a long recording moves the bar chunk by chunk, not only when it is done.
+    bar_format = "{l_bar}{bar}| {n:.1f}/{total_fmt} files [{elapsed}<{remaining}{postfix}]"
+    with tqdm(total=len(files), file=sys.stderr, disable=None, leave=False, bar_format=bar_format) as bar:
+        for index, (path, output) in enumerate(zip(files, outputs, strict=True)):
             bar.set_postfix_str(path.name, refresh=False)
+
+            def advance(done: float, index: int = index) -> None:
+                bar.n = index + done
+                bar.refresh()
+
             try:
-                body = _transcribe_one(engine, path, args.format, args.language, args.word_timestamps)
+                body = _transcribe_one(engine, path, args.format, args.language, args.word_timestamps, advance)
             except Exception as exc:
                 failed += 1
                 bar.clear()
@@ -164,13 +171,21 @@ def _transcribe(args: argparse.Namespace) -> int:
                         sys.stdout.write(f"==> {path} <==\n")
                     sys.stdout.write(body)
                     sys.stdout.flush()
-            bar.update(1)
+            bar.n = index + 1
+            bar.refresh()
     if failed:
         _error(f"{failed} of {len(files)} file(s) failed")
     return 1 if failed else 0
 
 
-def _transcribe_one(engine: Engine, path: Path, fmt: str, language: str | None, words: bool) -> str:
+def _transcribe_one(
+    engine: Engine,
+    path: Path,
+    fmt: str,
+    language: str | None,
+    words: bool,
+    progress: Callable[[float], None] | None = None,
+) -> str:
     """Decode, transcribe and render one file, exactly as the server's worker and response do."""
     import json
 
@@ -178,7 +193,7 @@ def _transcribe_one(engine: Engine, path: Path, fmt: str, language: str | None, 
     from wazo_stt.formats import render
 
     decoded = decode_audio(path)
-    transcript = engine.transcribe(decoded.samples, language.lower() if language else None)
+    transcript = engine.transcribe(decoded.samples, language.lower() if language else None, progress)
     rendered = render(transcript, fmt, ("segment", "word") if words else ("segment",))
     if isinstance(rendered.body, dict):
         return json.dumps(rendered.body, ensure_ascii=False, indent=2) + "\n"

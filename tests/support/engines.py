@@ -39,13 +39,13 @@ class SlowEngines:
         return registry
 
     def _wrap(self, real):
-        def transcribe(audio: np.ndarray, language: str | None):
+        def transcribe(audio: np.ndarray, language: str | None, progress=None):
             seconds = audio.size / SAMPLE_RATE
             self._note(f"start {seconds:.2f}")
             if self.crash_on_seconds is not None and abs(seconds - self.crash_on_seconds) < 0.01:
                 os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(self.delay)
-            transcript = real(audio, language)
+            transcript = real(audio, language, progress)
             self._note(f"end {seconds:.2f}")
             return transcript
 

@@ -8,7 +8,7 @@ from wazo_stt.domain import JobStatus
 from wazo_stt.jobs.store import Job
 
 
-def job_status_body(job: Job, queue_position: int | None) -> dict[str, Any]:
+def job_status_body(job: Job, queue_position: int | None, progress: float | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "job_id": job.id,
         "status": job.status.value,
@@ -17,6 +17,8 @@ def job_status_body(job: Job, queue_position: int | None) -> dict[str, Any]:
         "message_id": job.message_id,
         "created_at": int(job.created_at),
     }
+    if job.status is JobStatus.PROCESSING and progress is not None:
+        body["progress"] = round(progress, 3)
     if job.status is JobStatus.COMPLETED:
         body["text"] = job.text
         body["duration"] = job.audio_duration

@@ -7,6 +7,7 @@ seams, segments), so every model receives exactly the same audio chunks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -25,8 +26,13 @@ class Engine(Protocol):
     # ISO-639-1 codes the model transcribes.
     languages: frozenset[str]
 
-    def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio. Blocking and CPU-bound: call it from a worker thread."""
+    def transcribe(
+        self, audio: np.ndarray, language: str | None, progress: Callable[[float], None] | None = None
+    ) -> Transcript:
+        """Transcribe 16 kHz mono float32 audio. Blocking and CPU-bound: call it from a worker thread.
+
+        ``progress`` is called (from that thread) with the fraction of the speech recognised so far.
+        """
         ...
 
 

@@ -46,22 +46,18 @@ class ChunkPlanner:
 class ChunkedEngine:
     """An ``Engine`` made of a planner and a model's ``ChunkRecognizer``."""
 
-    def __init__(
-        self,
-        recognizer: ChunkRecognizer,
-        planner: ChunkPlanner,
-        on_chunk: Callable[[int, int], None] | None = None,
-    ) -> None:
+    def __init__(self, recognizer: ChunkRecognizer, planner: ChunkPlanner) -> None:
         self.recognizer = recognizer
         self.planner = planner
         self.model_id = recognizer.model_id
         self.owned_by = recognizer.owned_by
         self.languages = recognizer.languages
-        self._on_chunk = on_chunk  # progress: (chunks done, chunks in all)
 
-    def transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
+    def transcribe(
+        self, audio: np.ndarray, language: str | None, progress: Callable[[float], None] | None = None
+    ) -> Transcript:
         chunks = self.planner.plan(audio)
-        words = self._recognize(audio, chunks, language)
+        words = self._recognize(audio, chunks, language, progress)
         sent = sum(c.end - c.start for c in chunks) / SAMPLE_RATE
         log.debug(
             "%s: %d chunks, %.1f s of %.1f s sent to the model",
@@ -78,17 +74,27 @@ class ChunkedEngine:
             words=[Word(w.word, round(w.start, 3), round(w.end, 3), w.mean_logprob) for w in words],
         )
 
-    def _recognize(self, audio: np.ndarray, chunks: Sequence[Chunk], language: str | None) -> list[RecognizedWord]:
+    def _recognize(
+        self,
+        audio: np.ndarray,
+        chunks: Sequence[Chunk],
+        language: str | None,
+        progress: Callable[[float], None] | None,
+    ) -> list[RecognizedWord]:
         words: list[RecognizedWord] = []
-        for i, chunk in enumerate(chunks):
+        # Progress in audio sent to the model, not in chunks: chunks range from a second to the bound.
+        total = sum(c.end - c.start for c in chunks)
+        done = 0
+        for chunk in chunks:
             offset = chunk.start / SAMPLE_RATE
             chunk_words = self.recognizer.recognize(audio[chunk.start : chunk.end], language)
             for word in chunk_words:
                 word.start += offset
                 word.end += offset
             words.extend(words_owned(chunk_words, chunk))
-            if self._on_chunk:
-                self._on_chunk(i + 1, len(chunks))
+            done += chunk.end - chunk.start
+            if progress is not None:
+                progress(done / total)
         # A word kept from one overlapping chunk must not run into the first word kept from the next.
         for word, following in pairwise(words):
             word.end = max(word.start, min(word.end, following.start))

@@ -62,6 +62,9 @@ class WorkerPool:
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self.busy = 0  # jobs being transcribed right now
+        # Job id -> fraction of its speech recognised, while it runs here. In memory: it is worth nothing once
+        # the job is finished, and writing it to the database would be a write per chunk.
+        self._progress: dict[str, float] = {}
 
     @property
     def stopping(self) -> bool:
@@ -100,6 +103,16 @@ class WorkerPool:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._wake_waiters()
+
+    def progress(self, job_id: str) -> float | None:
+        """How much of a running job's speech is recognised (0 to 1), or None when it is not running here."""
+        return self._progress.get(job_id)
+
+    def _set_progress(self, job_id: str, done: float) -> None:
+        # Called from the transcription thread; one dict item assignment is atomic under the GIL. A job
+        # abandoned at shutdown is no longer in the dict and must not come back into it.
+        if job_id in self._progress:
+            self._progress[job_id] = done
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Wait until the job is completed or failed; returns it then, or the job as it is at the timeout.
@@ -166,6 +179,7 @@ class WorkerPool:
                 await self._idle(self._poll_seconds)
             finally:
                 self.busy -= 1
+                self._progress.pop(job.id, None)
                 if event := self._finished.get(job.id):
                     event.set()
 
@@ -176,7 +190,8 @@ class WorkerPool:
                 lambda: self._store.fail(job.id, "The job's audio is missing from the database"), f"fail job {job.id}"
             )
             return
-        work = _in_daemon_thread(_transcribe, audio, job, registry)
+        self._progress[job.id] = 0.0
+        work = _in_daemon_thread(_transcribe, audio, job, registry, lambda done: self._set_progress(job.id, done))
         if not await self._finished_unless_abandoned(work):
             await self._retrying(lambda: self._store.release(job.id), f"put job {job.id} back in the queue")
             log.warning("Job %s put back in the queue, to run after the restart", job.id)
@@ -261,7 +276,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
     return future
 
 
-def _transcribe(audio: bytes, job: Job, registry: EngineRegistry) -> Transcript:
+def _transcribe(audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[[float], None]) -> Transcript:
     engine = registry.resolve(job.model)
     decoded = decode_audio(audio)
-    return engine.transcribe(decoded.samples, job.language)
+    return engine.transcribe(decoded.samples, job.language, progress)
