@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 from wazo_stt.config import Settings
 from wazo_stt.engine.base import ChunkRecognizer, ModelLoadError
-from wazo_stt.engine.memory import release_freed_memory
 from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.engine.vad import SpeechDetector
@@ -111,7 +110,6 @@ def load_engines(settings: Settings) -> EngineRegistry:
     default_id = _default_model_id(settings.default_model.strip(), loaded, failures)
     detector = SpeechDetector() if settings.enable_vad else None  # one VAD model for every engine
     engines = [ChunkedEngine(r, chunk_planner(settings, detector, r)) for r in loaded.values()]
-    release_freed_memory()  # what the model files were read into
     return EngineRegistry(engines, default_id=default_id, not_loaded=failures)
 
 

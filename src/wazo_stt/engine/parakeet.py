@@ -10,6 +10,7 @@ import onnx_asr
 import onnxruntime as ort
 
 from wazo_stt.engine.base import ModelLoadError
+from wazo_stt.engine.memory import release_freed_memory
 from wazo_stt.engine.words import RecognizedWord, assemble_words
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class ParakeetRecognizer:
             raise ModelLoadError(f"Could not load the Parakeet model from {model_dir}: {exc}") from exc
         self._model = model.with_timestamps()
         self._vocab = _load_vocab(model_dir / "vocab.txt")
+        release_freed_memory()  # what ONNX Runtime read the model files into
         log.info("Loaded %s from %s", model_id, model_dir)
 
     def recognize(self, chunk: np.ndarray, language: str | None) -> list[RecognizedWord]:
