@@ -191,7 +191,10 @@ def _encoder_model() -> onnx.ModelProto:
         n("MaxPool", ["idle_padded"], ["idle_ahead"], kernel_shape=[_SUSTAIN], strides=[1]),
         n("Sub", ["one_f", "idle_ahead"], ["sustained"]),
         # Onset: sustained now, not sustained in any of the _REARM previous frames.
-        n("Pad", ["sustained", "pad_rearm", "zero_f"], ["sustained_padded"], mode="constant"),
+        n("Pad", ["sustained", "pad_rearm", "zero_f"], ["sustained_zero_padded"], mode="constant"),
+        # A no-op on 0/1 values between the two: ONNX Runtime 1.22-1.24 fuse a zero Pad into the MaxPool after it,
+        # then refuse that pool because its padding (the whole window here) is not smaller than its kernel.
+        n("Relu", ["sustained_zero_padded"], ["sustained_padded"]),
         n("MaxPool", ["sustained_padded"], ["recent_long"], kernel_shape=[_REARM], strides=[1]),
         n("Slice", ["recent_long", "start0", "n_frames_1d", "axis2"], ["recent"]),
         n("Sub", ["one_f", "recent"], ["fresh"]),
