@@ -63,7 +63,7 @@ class ParakeetRecognizer:
     """Recognises one chunk; Parakeet detects the language itself (the ``language`` field is not an input)."""
 
     owned_by = "nvidia"
-    # Measured on a 20-minute call recording (docs/benchmarks.md): chunks of at most 20 s instead of 30 s ran 10%
+    # Measured on a 20-minute call recording (docs/benchmarks.md): chunks of at most 20 s instead of 30 s ran 8-10%
     # faster (attention grows with the square of the length) and peaked 200 MB lower; onnx-asr's own VAD
     # pipeline cuts at 20 s too. Cuts fall in pauses, so the model still sees whole phrases.
     max_chunk_seconds = 20.0
