@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.clock import FakeClock
 from tests.support.server import running_server, wait_ready
 from tests.support.tiny_parakeet import build_tiny_parakeet
 from wazo_stt.config import Settings
+from wazo_stt.jobs.store import JobStore
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +46,18 @@ def server_url(settings) -> Iterator[str]:
 def client(server_url) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server_url, timeout=60) as c:
         yield c
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The store's clock, moved by hand (timestamps, retention)."""
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(tmp_path, clock) -> AsyncIterator[JobStore]:
+    """A real SQLite job store with a queue of 5, on the fake clock."""
+    s = JobStore.for_sqlite(tmp_path / "db" / "jobs.db", max_queue_size=5, clock=clock)
+    await s.create_schema()
+    yield s
+    await s.close()

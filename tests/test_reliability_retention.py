@@ -9,26 +9,12 @@ import asyncio
 
 import pytest
 
-from tests.support.clock import FakeClock
 from wazo_stt.domain import Transcript
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore, NewJob
 
 DAY = 86400.0
 TRANSCRIPT = Transcript(text="hi", language="en", duration=1.0, segments=[], words=[])
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path, clock):
-    s = JobStore.for_sqlite(tmp_path / "db" / "jobs.db", max_queue_size=10, clock=clock)
-    await s.create_schema()
-    yield s
-    await s.close()
 
 
 async def finished_job(store: JobStore, message_id: str) -> str:

@@ -6,22 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.support.clock import FakeClock
 from wazo_stt.domain import JobStatus, Transcript
-from wazo_stt.jobs.store import JobStore, NewJob, QueueFullError
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path, clock):
-    s = JobStore.for_sqlite(tmp_path / "db" / "jobs.db", max_queue_size=5, clock=clock)
-    await s.create_schema()
-    yield s
-    await s.close()
+from wazo_stt.jobs.store import NewJob, QueueFullError
 
 
 def new_job(user: str | None = None, message: str | None = None) -> NewJob:
