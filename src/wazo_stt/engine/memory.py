@@ -9,17 +9,10 @@ were free heap. ``malloc_trim`` returns it (752 MB every time, measured in docs/
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 
-def release_freed_memory() -> bool:
-    """``malloc_trim(0)`` where glibc provides it; returns whether it ran."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
-    if trim is None:
-        return False
-    trim(0)
-    return True
+def release_freed_memory() -> None:
+    """``malloc_trim(0)`` where the C library has it (looked up among the symbols already loaded)."""
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
