@@ -120,7 +120,8 @@ class Database:
     async def announce(self, session: AsyncSession, job_id: str) -> None:
         """Tell every listening process that a job changed: delivered at commit, dropped on rollback."""
         if self.is_postgresql:
-            await session.execute(select(text("pg_notify(:channel, :job_id)")), {"channel": NOTIFY_CHANNEL, "job_id": job_id})
+            notify = select(text("pg_notify(:channel, :job_id)"))
+            await session.execute(notify, {"channel": NOTIFY_CHANNEL, "job_id": job_id})
 
     async def try_exclusive(self, session: AsyncSession, name: str) -> bool:
         """Whether this transaction may do the once-per-cluster task ``name`` (retention): a transaction-scoped

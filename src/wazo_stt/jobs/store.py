@@ -324,9 +324,9 @@ class JobStore:
         await session.execute(delete(AudioRow).where(AudioRow.job_id == job_id))
         await self._db.announce(session, job_id)
 
-    async def _as_holder(self, job_id: str, worker_id: str, *, announce: bool = True, **values: Any) -> bool:
+    async def _as_holder(self, job_id: str, holder: str, /, *, announce: bool = True, **values: Any) -> bool:
         async with self._db.writing() as session:
-            result = await session.execute(_held(update(JobRow), job_id, worker_id).values(**values))
+            result = await session.execute(_held(update(JobRow), job_id, holder).values(**values))
             if result.rowcount and announce:
                 await self._db.announce(session, job_id)
         if result.rowcount and announce:
