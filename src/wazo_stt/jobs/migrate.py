@@ -13,7 +13,9 @@ ALTER), update ``jobs/schema.py`` to match, and run ``pytest tests/test_store_mi
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,11 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_MIGRATION_WAIT_MS = 120_000
 
 
+# Alembic keeps its context in module globals: two migrations of one process must not interleave, whatever the
+# database lock says (one lock per event loop).
+_IN_PROCESS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
 def alembic_config(connection: Any = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -41,7 +48,8 @@ def _upgrade(sync_connection: Any, revision: str) -> None:
 
 
 async def run_migrations(db: Database, revision: str = "head") -> None:
-    async with _translated():
+    lock = _IN_PROCESS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock, _translated():
         if db.is_postgresql:
             await _migrate_postgresql(db, revision)
         else:
