@@ -40,7 +40,7 @@ def _first_release_db(path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as conn:
         conn.executescript(FIRST_RELEASE_SCHEMA)
-        job = "INSERT INTO jobs VALUES (?, ?, ?, 'u', ?, NULL, 'm', NULL, 'json', '', 1.0, NULL, NULL, ?, 1.0, ?, NULL, NULL)"
+        job = "INSERT INTO jobs VALUES (?, ?, ?, 'u', ?, NULL, 'm', NULL, 'json', '', 1.0, NULL, NULL, ?, 1.0, ?, NULL, NULL)"  # noqa: E501
         conn.execute(job, (1, "done", "completed", "m1", 1, "old text"))
         conn.execute(job, (2, "running", "processing", "m2", 1, None))
         conn.execute(job, (3, "waiting", "queued", "m3", 0, None))

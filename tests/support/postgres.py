@@ -55,3 +55,17 @@ async def empty_tables(url: str) -> None:
         await conn.execute("TRUNCATE jobs, job_audio RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
+
+
+def rows(url: str, sql: str, *args: object) -> list[tuple]:
+    """Read a test database directly, as an operator would with psql."""
+    import asyncpg
+
+    async def query() -> list[tuple]:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, *args)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(query())

@@ -33,7 +33,10 @@ FORM_OVERHEAD_BYTES = 1024 * 1024
 EngineLoader = Callable[[Settings], EngineRegistry]
 
 
-def create_app(settings: Settings | None = None, engine_loader: EngineLoader = load_engines) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, engine_loader: EngineLoader = load_engines, *, api: bool = True
+) -> FastAPI:
+    """The server; ``api=False`` makes a worker node (``wazo-stt worker``): workers and /health, no API."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -72,6 +75,9 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
 
     app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    if not api:
+        app.add_api_route("/health", service.health, methods=["GET"])
+        return app
     app.include_router(transcriptions.router)
     app.include_router(service.router)
     app.add_middleware(
