@@ -3,8 +3,8 @@
 Configured like production, by the environment (MODEL_PATH, DB_PATH, PORT, SHUTDOWN_GRACE_SECS...), and run
 by the same ``wazo_stt.api.serve.serve`` as ``wazo-stt serve``. Test knobs, read here only:
 WAZO_TEST_DELAY (seconds each transcription sleeps first), WAZO_TEST_CRASH_ON_SECONDS (audio of that length
-kills the process), WAZO_TEST_JOURNAL (file noting each transcription's start and end), WAZO_TEST_ROLE=worker (``wazo-stt worker``:
-workers and /health only).
+kills the process), WAZO_TEST_JOURNAL (file noting each transcription's start and end),
+WAZO_TEST_ROLE=worker (``wazo-stt worker``: workers and /health only).
 
 SIGXFSZ is ignored, so that the file-size limit a test puts on this process (``prlimit``) fails writes with
 EFBIG, as a full disk fails them with ENOSPC, instead of killing the process.
