@@ -48,7 +48,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
         # Known pair: answer from the store without downloading or decoding the audio again.
         assert form.user_uuid is not None and form.message_id is not None
         existing = await state.store.lookup(form.user_uuid, form.message_id)
-        if existing is not None:
+        if existing is not None and existing.status is not JobStatus.FAILED:  # a failed pair is retried
             return await _submission_response(existing, state, created=False, forced=False)
 
     audio, source = await _read_audio(form, state)
