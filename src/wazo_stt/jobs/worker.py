@@ -108,7 +108,7 @@ class WorkerPool:
             log.warning("Grace period (%g s) over: the running job goes back to the queue", grace_seconds)
             self._abandon.set()
             _, pending = await asyncio.wait(pending, timeout=ABANDON_SECONDS)
-            for task in pending:  # stuck on the database: its job stays processing, re-queued at the next start
+            for task in pending:  # stuck on the database: its job stays processing, taken back when its lease expires
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._wake_waiters()
