@@ -173,3 +173,20 @@ async def test_a_waiter_learns_that_another_process_finished_the_job(store, data
                 assert woken or store.dialect == "sqlite", "no NOTIFY reached the waiter"
     finally:
         await other.close()
+
+
+async def test_a_job_queued_by_another_process_wakes_idle_workers_at_once(store, database_url, clock):
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite has no notifications: idle workers poll every second")
+    woken = asyncio.Event()
+    store.events.on_queued(woken.set)
+    for _ in range(100):
+        if store.events.listening:
+            break
+        await asyncio.sleep(0.05)
+    other = await JobStore.open(database_url=database_url, max_queue_size=5, clock=clock)
+    try:
+        await other.submit(new_job())
+        await asyncio.wait_for(woken.wait(), timeout=5)
+    finally:
+        await other.close()

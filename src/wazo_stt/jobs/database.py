@@ -117,11 +117,13 @@ class Database:
 
     # --- what only PostgreSQL has -------------------------------------------------------------------------
 
-    async def announce(self, session: AsyncSession, job_id: str) -> None:
-        """Tell every listening process that a job changed: delivered at commit, dropped on rollback."""
+    async def announce(self, session: AsyncSession, job_id: str, *, queued: bool = False) -> None:
+        """Tell every listening process that a job changed (``queued``: it waits for a worker now): delivered at
+        commit, dropped on rollback. The payload is the job id, followed by `` queued`` when it is."""
         if self.is_postgresql:
-            notify = select(text("pg_notify(:channel, :job_id)"))
-            await session.execute(notify, {"channel": NOTIFY_CHANNEL, "job_id": job_id})
+            notify = select(text("pg_notify(:channel, :payload)"))
+            payload = f"{job_id} queued" if queued else job_id
+            await session.execute(notify, {"channel": NOTIFY_CHANNEL, "payload": payload})
 
     async def try_exclusive(self, session: AsyncSession, name: str) -> bool:
         """Whether this transaction may do the once-per-cluster task ``name`` (retention): a transaction-scoped

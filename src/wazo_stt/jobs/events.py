@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from wazo_stt.jobs.database import NOTIFY_CHANNEL, Database
@@ -51,8 +51,14 @@ class JobEvents:
         self._db = db
         self._poll_seconds = poll_seconds
         self._watches: dict[str, set[JobWatch]] = defaultdict(set)
+        self._on_queued: list[Callable[[], None]] = []
         self._listener: asyncio.Task[None] | None = None
         self._listening = False
+
+    @property
+    def listening(self) -> bool:
+        """Whether other processes' changes arrive as they happen (a live LISTEN connection)."""
+        return self._listening
 
     @property
     def poll_interval(self) -> float:
@@ -70,9 +76,17 @@ class JobEvents:
                 await self._listener
             self._listener = None
 
-    def publish(self, job_id: str) -> None:
+    def publish(self, job_id: str, *, queued: bool = False) -> None:
         for watch in self._watches.get(job_id, ()):
             watch.set()
+        if queued:
+            for callback in self._on_queued:
+                callback()
+
+    def on_queued(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) whenever a job is queued in any process: idle workers wake at once
+        instead of at their next poll."""
+        self._on_queued.append(callback)
 
     def publish_all(self) -> None:
         for watches in self._watches.values():
@@ -100,8 +114,9 @@ class JobEvents:
     async def _listen(self) -> None:
         import asyncpg
 
-        def on_notify(_conn: Any, _pid: int, _channel: str, job_id: str) -> None:
-            self.publish(job_id)
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            job_id, _, kind = payload.partition(" ")
+            self.publish(job_id, queued=kind == "queued")
 
         while True:
             connection = None

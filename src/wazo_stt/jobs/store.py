@@ -12,6 +12,7 @@ reason after ``max_attempts``. Written once for SQLite and PostgreSQL; what diff
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -131,11 +132,11 @@ class JobStore:
                 session.add(row)
                 await session.flush()
                 session.add(AudioRow(job_id=row.id, data=new.audio))
-                await self._db.announce(session, row.id)
+                await self._db.announce(session, row.id, queued=True)
         except DuplicateError:
             # Another request inserted the same pair between our read and our insert: theirs is the job.
             return await self._existing_after_race(new)
-        self.events.publish(row.id)
+        self.events.publish(row.id, queued=True)
         return Submission(to_job(row), created=True, queue_position=queued + 1)
 
     async def _existing_after_race(self, new: NewJob) -> Submission:
@@ -200,10 +201,10 @@ class JobStore:
         async with self._db.reading() as session:
             return await session.scalar(select(AudioRow.data).where(AudioRow.job_id == job_id))
 
-    def watch(self, job_id: str) -> JobWatch:
+    def watch(self, job_id: str) -> contextlib.AbstractContextManager[JobWatch]:
         """``with store.watch(id) as w:`` read the job, then ``await w.wait(timeout)`` until it changes (in any
         process), read again... Register before the first read so no change is missed."""
-        return self.events.watch(job_id)  # type: ignore[return-value]
+        return self.events.watch(job_id)
 
     async def wait_changed(self, job_id: str, timeout: float) -> bool:
         """Wait until the job changes in any process (True), or up to ``timeout`` (False)."""
@@ -284,7 +285,7 @@ class JobStore:
         """Put a job back in the queue with its attempt *not* counted: for a graceful stop that could not wait
         for the job, which did nothing wrong (it keeps its place: the queue is ordered by submission)."""
         attempts = case((JobRow.attempts > 0, JobRow.attempts - 1), else_=0)
-        return await self._as_holder(job_id, worker_id, attempts=attempts, **_UNCLAIMED)
+        return await self._as_holder(job_id, worker_id, queued=True, attempts=attempts, **_UNCLAIMED)
 
     async def retry_later(self, job_id: str, worker_id: str, reason: str) -> JobStatus | None:
         """Something other than the database went wrong with the job (its result could not be stored, a bug):
@@ -300,9 +301,9 @@ class JobStore:
                 status = JobStatus.FAILED
             else:
                 await session.execute(update(JobRow).where(JobRow.id == job_id).values(**_UNCLAIMED))
-                await self._db.announce(session, job_id)
+                await self._db.announce(session, job_id, queued=True)
                 status = JobStatus.QUEUED
-        self.events.publish(job_id)
+        self.events.publish(job_id, queued=status is JobStatus.QUEUED)
         return status
 
     async def _finish(self, job_id: str, worker_id: str, **values: Any) -> bool:
@@ -324,13 +325,15 @@ class JobStore:
         await session.execute(delete(AudioRow).where(AudioRow.job_id == job_id))
         await self._db.announce(session, job_id)
 
-    async def _as_holder(self, job_id: str, holder: str, /, *, announce: bool = True, **values: Any) -> bool:
+    async def _as_holder(
+        self, job_id: str, holder: str, /, *, announce: bool = True, queued: bool = False, **values: Any
+    ) -> bool:
         async with self._db.writing() as session:
             result = await session.execute(_held(update(JobRow), job_id, holder).values(**values))
             if result.rowcount and announce:
-                await self._db.announce(session, job_id)
+                await self._db.announce(session, job_id, queued=queued)
         if result.rowcount and announce:
-            self.events.publish(job_id)
+            self.events.publish(job_id, queued=queued)
         return bool(result.rowcount)
 
     # --- retention ----------------------------------------------------------------------------------------

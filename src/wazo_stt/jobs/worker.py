@@ -79,6 +79,8 @@ class WorkerPool:
         return self._stopping
 
     def start(self) -> None:
+        if self._workers:
+            self._store.events.on_queued(self.notify)  # a job queued by any server wakes an idle worker here
         self._tasks = [
             asyncio.create_task(self._run(f"{self.worker_id}/{i}"), name=f"worker-{i}") for i in range(self._workers)
         ]
