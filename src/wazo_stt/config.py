@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     url_allowed_hosts: str = Field(
         "", description="Comma-separated host patterns (fnmatch) audio URLs may point to; empty allows any"
     )
+    url_detailed_errors: bool = Field(
+        False,
+        description="Tell clients why an audio URL failed (refused, timeout, TLS, HTTP status); off: one error for all",
+    )
     text_retention_days: int = Field(365, ge=0, description="0 keeps transcripts forever")
 
     enable_vad: bool = Field(True, description="Silero VAD: skip silence and cut chunks in pauses")
