@@ -26,9 +26,14 @@ EXTENSIONS = {"json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "verbos
 
 def _serve(args: argparse.Namespace) -> int:
     from wazo_stt.api.serve import serve
+    from wazo_stt.logs import setup_logging
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        setup_logging(settings)
+    except ValueError as exc:
+        _error(f"invalid configuration: {exc}")
+        return 2
     return serve(settings, host=args.host, port=args.port)
 
 

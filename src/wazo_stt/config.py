@@ -61,7 +61,18 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
-    cors_origins: str = Field("*", description="Comma-separated origins allowed by CORS")
+    cors_origins: str = Field(
+        "*", description="Comma-separated origins allowed by CORS: the portal's origin ('*' only for a local install)"
+    )
+    api_keys: str = Field(
+        "", description="API keys, 'key1:tenant1,key2:tenant2[:admin]'; set (or API_KEYS_FILE set): keys required"
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of API keys, one 'KEY TENANT [admin]' per line; re-read when it changes"
+    )
+    log_levels: str = Field(
+        "", description="Per-logger levels, 'sqlalchemy.engine=debug,httpx=info' (driver loggers stay at warning)"
+    )
     shutdown_grace_secs: float = Field(
         30, ge=0, description="On SIGTERM, how long the running job may finish before it is put back in the queue"
     )
@@ -69,7 +80,7 @@ class Settings(BaseSettings):
         10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
     )
 
-    @field_validator("whisper_model_path", "chunk_max_secs", mode="before")
+    @field_validator("whisper_model_path", "chunk_max_secs", "api_keys_file", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty value, as compose files write an unset variable, means "not set": no Whisper (not "."), the
