@@ -27,6 +27,7 @@ from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.netguard import install_log_redaction
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
             await asyncio.gather(*background, return_exceptions=True)
             await store.close()
 
+    install_log_redaction()  # idempotent; also done by logs.setup_logging, but the app may be run without it
     keyring = KeyRing(settings.api_keys, settings.api_keys_file)
     _warn_if_open(settings, keyring)
     # Every route needs a key when keys are on, except api.auth.PUBLIC_PATHS (/health).
