@@ -190,3 +190,28 @@ def test_keys_never_reach_the_log_or_the_database(
     stored = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*"))
     assert TEXT.encode() in stored  # the job is there...
     assert KEY_A.encode() not in stored  # ...its key is not
+
+
+# --------------------------------------------------------------------------------------------- CORS warning
+
+
+@pytest.mark.parametrize(
+    ("host", "cors", "keys", "warned"),
+    [
+        ("0.0.0.0", "*", "", True),
+        ("192.168.1.5", "https://portal.example.com,*", "", True),
+        ("0.0.0.0", "*", f"{KEY_A}:acme", False),
+        ("0.0.0.0", "https://portal.example.com", "", False),
+        ("127.0.0.1", "*", "", False),
+        ("::1", "*", "", False),
+        ("localhost", "*", "", False),
+    ],
+)
+def test_open_cors_without_keys_on_a_network_bind_is_warned(
+    settings, caplog: pytest.LogCaptureFixture, host: str, cors: str, keys: str, warned: bool
+) -> None:
+    from wazo_stt.api import create_app
+
+    caplog.set_level(logging.WARNING, logger="wazo_stt.api.app")
+    create_app(settings.model_copy(update={"host": host, "cors_origins": cors, "api_keys": keys}))
+    assert any("CORS_ORIGINS=*" in r.getMessage() for r in caplog.records) is warned

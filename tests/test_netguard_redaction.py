@@ -19,6 +19,7 @@ from tests.support.audio_fixtures import wav_bytes
 from tests.support.http_files import serving
 from tests.support.processes import ServerProcess, db_rows, free_port, server_env, server_process
 from tests.support.tiny_parakeet import expected_text, render
+from wazo_stt.audio.fetch import UNREACHABLE_MESSAGE
 
 PIECES = [("▁bon", 0.4), ("jour", 0.8), ("▁the", 1.3), ("▁cat", 1.8), ("▁hello", 2.3)]
 AUDIO = wav_bytes(render(PIECES, duration=3.0), 16000)
@@ -81,6 +82,7 @@ def exchanged(debug_server: ServerProcess) -> dict[str, object]:
         down = f"http://admin:SECRET-DOWN@127.0.0.1:{free_port()}/vm.wav;sid=SECRET-DOWN?token=SECRET-DOWN"
         failed = client.post(TRANSCRIPTIONS, data={"url": down})
         assert failed.status_code == 400
+        assert failed.json()["error"]["message"] == UNREACHABLE_MESSAGE  # the reason is for the log only
         answers.append(failed.text)
         assert len(seen) == len(SHAPES) + 1  # the secrets did reach the PBX: only our copies are redacted
     time.sleep(0.5)  # let the log lines of the last request be written
