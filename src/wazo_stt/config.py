@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
     )
 
-    @field_validator("whisper_model_path", "chunk_max_secs", "api_keys_file", mode="before")
+    @field_validator("whisper_model_path", "chunk_max_secs", "api_keys_file", "url_ca_bundle", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty value, as compose files write an unset variable, means "not set": no Whisper (not "."), the
