@@ -26,15 +26,16 @@ EXTENSIONS = {"json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "verbos
 
 def _serve(args: argparse.Namespace) -> int:
     from wazo_stt.api.serve import serve
+    from wazo_stt.auth import ApiKeyError
     from wazo_stt.logs import setup_logging
 
     settings = _settings()
+    setup_logging(settings)
     try:
-        setup_logging(settings)
-    except ValueError as exc:
+        return serve(settings, host=args.host, port=args.port)
+    except ApiKeyError as exc:  # API_KEYS malformed, API_KEYS_FILE unreadable
         _error(f"invalid configuration: {exc}")
         return 2
-    return serve(settings, host=args.host, port=args.port)
 
 
 def _error(message: str) -> None:

@@ -6,6 +6,7 @@ working unchanged.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -87,6 +88,17 @@ class Settings(BaseSettings):
         # engine's own chunk bound.
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("log_levels")
+    @classmethod
+    def _valid_log_levels(cls, value: str) -> str:
+        parse_log_levels(value)
+        return value
+
+    @property
+    def log_level_map(self) -> dict[str, int]:
+        """``LOG_LEVELS`` as {logger name: level}."""
+        return parse_log_levels(self.log_levels)
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
@@ -98,3 +110,17 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def parse_log_levels(value: str) -> dict[str, int]:
+    """``name=level,name=level`` → {logger name: level}; raises ValueError on a bad item."""
+    levels: dict[str, int] = {}
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        name, sep, level = item.partition("=")
+        number = logging.getLevelName(level.strip().upper())
+        if not sep or not name.strip() or not isinstance(number, int):
+            raise ValueError(f"{item!r} is not logger=level (level: debug, info, warning, error)")
+        levels[name.strip()] = number
+    return levels

@@ -18,7 +18,7 @@ import logging
 from wazo_stt.config import Settings
 from wazo_stt.netguard import install_log_redaction
 
-__all__ = ["QUIET_LOGGERS", "parse_log_levels", "setup_logging"]
+__all__ = ["QUIET_LOGGERS", "setup_logging"]
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -42,25 +42,11 @@ QUIET_LOGGERS = (
 )
 
 
-def parse_log_levels(value: str) -> dict[str, int]:
-    """``LOG_LEVELS``: ``name=level,name=level`` → {logger name: level}; raises ValueError on a bad item."""
-    levels: dict[str, int] = {}
-    for item in (i.strip() for i in value.split(",")):
-        if not item:
-            continue
-        name, sep, level = item.partition("=")
-        number = logging.getLevelName(level.strip().upper())
-        if not sep or not name.strip() or not isinstance(number, int):
-            raise ValueError(f"LOG_LEVELS: {item!r} is not name=level (level: debug, info, warning, error)")
-        levels[name.strip()] = number
-    return levels
-
-
 def setup_logging(settings: Settings) -> None:
     """Configure the root logger from ``LOG_LEVEL``, quiet the drivers, apply ``LOG_LEVELS``, redact URLs."""
     logging.basicConfig(level=settings.log_level.upper(), format=FORMAT)
     logging.getLogger().setLevel(settings.log_level.upper())
-    explicit = parse_log_levels(settings.log_levels)
+    explicit = settings.log_level_map
     for name in QUIET_LOGGERS:
         if name not in explicit:
             logging.getLogger(name).setLevel(logging.WARNING)
