@@ -47,7 +47,8 @@ from wazo_stt.netguard import GuardError, HostRefused, NetworkGuard, pin, redact
 if TYPE_CHECKING:
     from wazo_stt.config import Settings
 
-__all__ = ["FetchError", "FetchPolicy", "fetch_audio", "redact_url"]
+# redact_url is re-exported for the routes, which name the URL they stored.
+__all__ = ["UNREACHABLE_MESSAGE", "FetchError", "FetchPolicy", "fetch_audio", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
