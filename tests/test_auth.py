@@ -10,10 +10,14 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from fastapi import Depends, Request
+from fastapi.testclient import TestClient
 
 from tests.support.audio_fixtures import wav_bytes
 from tests.support.server import running_server, wait_ready
 from tests.support.tiny_parakeet import expected_text, render
+from wazo_stt.api import create_app
+from wazo_stt.api.auth import authenticate
 from wazo_stt.auth import LOCAL_PRINCIPAL, ApiKeyError, KeyRing, Principal, key_id
 
 PIECES = [("▁hello", 0.5), ("▁world", 1.2)]
@@ -210,8 +214,34 @@ def test_keys_never_reach_the_log_or_the_database(
 def test_open_cors_without_keys_on_a_network_bind_is_warned(
     settings, caplog: pytest.LogCaptureFixture, host: str, cors: str, keys: str, warned: bool
 ) -> None:
-    from wazo_stt.api import create_app
-
     caplog.set_level(logging.WARNING, logger="wazo_stt.api.app")
     create_app(settings.model_copy(update={"host": host, "cors_origins": cors, "api_keys": keys}))
     assert any("CORS_ORIGINS=*" in r.getMessage() for r in caplog.records) is warned
+
+
+# --------------------------------------------------------------------------------------------- the principal
+
+
+@pytest.mark.parametrize(
+    ("keys", "header", "expected"),
+    [
+        ("", None, {"tenant": "", "admin": True}),  # keys off: the local admin
+        (f"{KEY_A}:acme", f"Bearer {KEY_A}", {"tenant": "acme", "admin": False, "key_id": key_id(KEY_A)}),
+        (f"{ADMIN}:ops:admin", f"bearer {ADMIN}", {"tenant": "ops", "admin": True, "key_id": key_id(ADMIN)}),
+    ],
+)
+def test_routes_and_middleware_get_the_principal(settings, keys: str, header: str | None, expected: dict) -> None:
+    """Routes added to the app (now or later) get the key's principal, as a dependency and on request.state."""
+    app = create_app(settings.model_copy(update={"api_keys": keys}))
+
+    @app.get("/probe")
+    async def probe(request: Request, principal: Principal = Depends(authenticate)) -> dict:
+        assert request.state.principal is principal
+        return {"tenant": principal.tenant, "admin": principal.admin, "key_id": principal.key_id}
+
+    with TestClient(app) as client:  # the lifespan runs: the real store and workers
+        answer = client.get("/probe", headers={"Authorization": header} if header else {})
+        assert answer.status_code == 200
+        assert answer.json().items() >= expected.items()
+        if keys:
+            assert client.get("/probe").status_code == 401
