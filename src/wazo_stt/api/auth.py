@@ -8,10 +8,14 @@ shape (``invalid_api_key``) with ``WWW-Authenticate: Bearer``, which the openai 
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import Request
 
 from wazo_stt.api.errors import ApiError
 from wazo_stt.auth import KeyRing, Principal
+
+log = logging.getLogger(__name__)
 
 # Container health checks call this without a key.
 PUBLIC_PATHS = frozenset({"/health"})
@@ -35,6 +39,9 @@ async def authenticate(request: Request) -> Principal:
     if principal is None and request.url.path in PUBLIC_PATHS:
         principal = ANONYMOUS
     if principal is None:
+        if presented:  # for fail2ban and the like; never the key itself
+            client = request.client.host if request.client else "?"
+            log.info("Refused %s %s from %s: incorrect API key", request.method, request.url.path, client)
         message = (
             "Incorrect API key provided"
             if presented
