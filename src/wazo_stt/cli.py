@@ -25,24 +25,30 @@ EXTENSIONS = {"json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "verbos
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from wazo_stt.api.serve import serve
-
-    settings = _settings(**({} if args.workers is None else {"workers": args.workers}))
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve(settings, host=args.host, port=args.port)
+    return _run_server(args, api=True)
 
 
 def _worker(args: argparse.Namespace) -> int:
     """Workers only: claim jobs from the shared database (DATABASE_URL) and transcribe them; HTTP only for
     /health (container health checks, load balancers)."""
+    return _run_server(args, api=False)
+
+
+def _run_server(args: argparse.Namespace, *, api: bool) -> int:
     from wazo_stt.api.serve import serve
+    from wazo_stt.auth import ApiKeyError
+    from wazo_stt.logs import setup_logging
 
     settings = _settings(**({} if args.workers is None else {"workers": args.workers}))
-    if settings.workers < 1:
+    if not api and settings.workers < 1:
         _error("a worker needs WORKERS (or --workers) of 1 or more")
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve(settings, host=args.host, port=args.port, api=False)
+    setup_logging(settings)
+    try:
+        return serve(settings, host=args.host, port=args.port, api=api)
+    except ApiKeyError as exc:  # API_KEYS malformed, API_KEYS_FILE unreadable
+        _error(f"invalid configuration: {exc}")
+        return 2
 
 
 def _error(message: str) -> None:
