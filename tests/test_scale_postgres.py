@@ -133,13 +133,32 @@ def test_a_killed_workers_job_is_finished_by_another_within_the_lease(tmp_path, 
 
 
 def test_two_servers_started_at_once_on_a_fresh_database_migrate_once(tmp_path, tiny_model_dir, database_url):
-    with cluster(tmp_path, tiny_model_dir, database_url, servers=2, workers=0) as (apis, _):
-        for api in apis:
-            api.start(ready=False)
-        for api in apis:
-            wait_until(lambda api=api: _healthy(api.url), timeout=60, what=f"{api.url} healthy")
-        logs = "".join(api.log() for api in apis)
-    assert logs.count("Running upgrade  -> 0001") == 1, logs
+    """The test holds the migration lock while both servers start: neither may touch the schema meanwhile; let go,
+    both race for it at the same instant, one migrates, the other finds the work done, both serve."""
+    import asyncio
+
+    import asyncpg
+
+    from wazo_stt.jobs.database import advisory_key
+
+    loop = asyncio.new_event_loop()
+    holder = loop.run_until_complete(asyncpg.connect(database_url.replace("+asyncpg", "")))
+    try:
+        loop.run_until_complete(holder.execute("SELECT pg_advisory_lock($1)", advisory_key("migrations")))
+        with cluster(tmp_path, tiny_model_dir, database_url, servers=2, workers=0) as (apis, _):
+            for api in apis:
+                api.start(ready=False)
+            time.sleep(5)  # both started and waiting for the lock
+            assert postgres.rows(database_url, "SELECT to_regclass('alembic_version')::text") == [(None,)]
+            assert not any(_healthy(api.url) for api in apis)
+            loop.run_until_complete(holder.execute("SELECT pg_advisory_unlock_all()"))
+            for api in apis:
+                wait_until(lambda api=api: _healthy(api.url), timeout=60, what=f"{api.url} healthy")
+            logs = "".join(api.log() for api in apis)
+    finally:
+        loop.run_until_complete(holder.close())
+        loop.close()
+    assert logs.count("Job database schema migrated from nothing to 0001") == 1, logs
     assert postgres.rows(database_url, "SELECT version_num FROM alembic_version") == [("0001",)]
 
 

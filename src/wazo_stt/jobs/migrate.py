@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import weakref
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from wazo_stt.jobs.database import Database, _translated, advisory_key
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # A migration that copies a big SQLite table may hold the write lock a while: others wait this long for it.
@@ -44,7 +48,12 @@ def alembic_config(connection: Any = None) -> Config:
 
 
 def _upgrade(sync_connection: Any, revision: str) -> None:
+    before = MigrationContext.configure(sync_connection).get_current_revision()
     command.upgrade(alembic_config(sync_connection), revision)
+    after = MigrationContext.configure(sync_connection).get_current_revision()
+    if after != before:
+        # Once per database: whoever holds the lock migrates, the others find it done and say nothing.
+        log.info("Job database schema migrated from %s to %s", before or "nothing", after)
 
 
 async def run_migrations(db: Database, revision: str = "head") -> None:
