@@ -190,3 +190,25 @@ async def test_a_job_queued_by_another_process_wakes_idle_workers_at_once(store,
         await asyncio.wait_for(woken.wait(), timeout=5)
     finally:
         await other.close()
+
+
+async def test_retention_runs_on_one_server_at_a_time(store, database_url, clock):
+    """While another server's purge holds the retention lock, this one skips its round (PostgreSQL)."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite purges under its write lock: one at a time already")
+    import asyncpg
+
+    from wazo_stt.jobs.database import advisory_key
+
+    job = (await store.submit(new_job())).job
+    await store.claim_next(A)
+    await store.complete(job.id, A, TRANSCRIPT)
+    clock.now += 31 * 86400
+    other = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        async with other.transaction():
+            await other.execute("SELECT pg_advisory_xact_lock($1)", advisory_key("retention"))
+            assert await store.purge_older_than(30) == 0
+    finally:
+        await other.close()
+    assert await store.purge_older_than(30) == 1
