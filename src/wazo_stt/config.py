@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(100, ge=1)
     max_upload_mb: float = Field(100, gt=0)
     max_audio_duration_secs: float = Field(14400, gt=0)
+    decode_memory_mb: float = Field(
+        64, gt=0, description="Memory for checking uploads; each decode in flight reserves 16 MB (64: 4 at once)"
+    )
+    decode_wait_secs: float = Field(
+        10, ge=0, description="How long a submission waits for a decode slot before a 503 with Retry-After"
+    )
     url_fetch_timeout_secs: float = Field(60, gt=0)
     url_verify_tls: bool = Field(True, description="Verify TLS certificates of audio URLs")
     url_ca_bundle: Path | None = Field(None, description="CA bundle for PBXs with a private certificate authority")
