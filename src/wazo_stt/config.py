@@ -63,6 +63,15 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
+    http_max_header_kb: int = Field(64, ge=1, description="Largest request line + headers; larger gets a 400")
+    http_header_timeout_secs: float = Field(10, gt=0, description="Time a client has to send a request's headers")
+    http_body_idle_timeout_secs: float = Field(
+        60, gt=0, description="A request body that stops arriving for this long is dropped"
+    )
+    http_keep_alive_secs: float = Field(5, gt=0, description="Idle keep-alive connections are closed after this")
+    http_max_connections: int = Field(
+        1000, ge=1, description="Open connections at most (lowered below the file-descriptor limit); then 503"
+    )
     cors_origins: str = Field("*", description="Comma-separated origins allowed by CORS")
     shutdown_grace_secs: float = Field(
         30, ge=0, description="On SIGTERM, how long the running job may finish before it is put back in the queue"
