@@ -39,10 +39,13 @@ class DecodeBudget:
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Hold one decode slot for the block; raise DecodeBusy if none frees up within the wait."""
-        try:
-            await asyncio.wait_for(self._semaphore.acquire(), self.wait_secs)
-        except TimeoutError:
-            raise DecodeBusy(max(1, math.ceil(self.wait_secs))) from None
+        if self._semaphore.locked():
+            try:
+                await asyncio.wait_for(self._semaphore.acquire(), self.wait_secs)
+            except TimeoutError:
+                raise DecodeBusy(max(1, math.ceil(self.wait_secs))) from None
+        else:  # a free slot is taken at once (wait_for with no time left would refuse even a free one)
+            await self._semaphore.acquire()
         try:
             yield
         finally:
