@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 import tracemalloc
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,6 +21,7 @@ import pytest
 from tests.support.audio_fixtures import wav_bytes
 from tests.support.bombs import silent_flac, wav_claiming_rate
 from tests.support.jobs import TRANSCRIPTIONS
+from tests.support.processes import server_env, server_process
 from tests.support.server import running_server, wait_ready
 from wazo_stt.audio.budget import DecodeBudget, DecodeBusy
 from wazo_stt.config import Settings
@@ -123,3 +126,30 @@ def test_short_audio_is_transcribed_or_refused_never_a_500(settings: Settings, v
     assert response.status_code in (200, 400), response.text
     if response.status_code == 200:
         assert isinstance(response.json()["text"], str)
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_rss_after_refused_bombs_is_back_within_10_percent_of_idle(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The issue's check, with 20 bombs instead of 100: the server's resident memory after the refusals."""
+    bomb = silent_flac(1200, declare_duration=False)  # refused at the 10-minute limit, 38 MB decoded by then
+    env = server_env(tiny_model_dir, tmp_path / "jobs.db")
+    with (
+        server_process(env, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url, timeout=60) as client,
+    ):
+        server.start()
+        for _ in range(2):  # first-use allocations (thread pool, FFmpeg's codecs) belong to "idle"
+            assert post(client, bomb).status_code == 400
+        time.sleep(0.5)
+        idle = rss(server.pid)
+        for _ in range(20):
+            assert post(client, bomb).status_code == 400
+        time.sleep(0.5)
+        after = rss(server.pid)
+    assert after <= 1.1 * idle, f"idle {idle / 1e6:.0f} MB, after 20 refused bombs {after / 1e6:.0f} MB"
