@@ -39,10 +39,10 @@ def post(client: httpx.Client, audio: bytes, name: str = "a.flac") -> httpx.Resp
 
 
 def test_refused_bombs_leave_no_memory_behind_without_the_collector(settings: Settings) -> None:
-    """Each bomb decodes to 20 minutes (77 MB of samples) before the 10-minute limit refuses it. Submission
+    """Each bomb decodes past 10 minutes (38 MB of samples) before the 10-minute limit refuses it. Submission
     once kept those samples, and a refusal left them in a reference cycle until the collector ran: here none
     runs, and what the process holds after the refusals must be what it held before."""
-    bomb = silent_flac(1200, declare_duration=False)
+    bomb = silent_flac(700, declare_duration=False)
     with client_for(settings) as client:
         post(client, bomb)  # first-use allocations (imports, the thread pool) out of the measure
         gc.collect()
@@ -137,7 +137,7 @@ def rss(pid: int) -> int:
 
 def test_rss_after_refused_bombs_is_back_within_10_percent_of_idle(tmp_path: Path, tiny_model_dir: Path) -> None:
     """The issue's check, with 20 bombs instead of 100: the server's resident memory after the refusals."""
-    bomb = silent_flac(1200, declare_duration=False)  # refused at the 10-minute limit, 38 MB decoded by then
+    bomb = silent_flac(700, declare_duration=False)  # refused at the 10-minute limit, 38 MB decoded by then
     env = server_env(tiny_model_dir, tmp_path / "jobs.db")
     with (
         server_process(env, tmp_path / "server.log") as server,
