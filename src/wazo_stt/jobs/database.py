@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -131,6 +132,19 @@ class Database:
         if not self.is_postgresql:
             return True
         return bool(await session.scalar(select(text("pg_try_advisory_xact_lock(:key)")), {"key": advisory_key(name)}))
+
+    async def serialise(self, session: AsyncSession, name: str) -> None:
+        """Hold ``name`` until this transaction ends, waiting for another holder: a transaction-scoped advisory
+        lock on PostgreSQL (bounded by ``lock_timeout``); on SQLite the write lock already serialises writers."""
+        if self.is_postgresql:
+            await session.execute(select(text("pg_advisory_xact_lock(:key)")), {"key": advisory_key(name)})
+
+    async def upsert(self, session: AsyncSession, table: Any, values: dict[str, Any], keys: list[str]) -> None:
+        """Insert a row, or update the row with the same ``keys`` (``INSERT … ON CONFLICT DO UPDATE``)."""
+        insert = postgresql.insert if self.is_postgresql else sqlite.insert
+        statement = insert(table).values(**values)
+        updates = {name: statement.excluded[name] for name in values if name not in keys}
+        await session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
 
     def asyncpg_dsn(self) -> str:
         """The URL for a raw asyncpg connection (LISTEN needs one of its own, outside the pool)."""

@@ -1,0 +1,87 @@
+"""The fair queue's order: round-robin across tenants, and across senders within a tenant, in SQL.
+
+A *sender* is a job's ``user_uuid``; jobs without one (OpenAI-style requests) are one sender per tenant (API keys
+map to tenants, so each key's anonymous traffic is one sender of its tenant). The order is computed from the
+queued rows and two small tables of round-robin memory (``tenant_turns``, ``sender_turns``: a claim counter
+written at each claim), with window functions that SQLite and PostgreSQL both run:
+
+1. ``round``: a job's rank among its sender's queued jobs (1 = the sender's oldest).
+2. ``turn``: its rank within its tenant, ordered by (round, sender last served, seq): each sender of the tenant
+   gets one job per round, the least recently served sender first.
+3. The queue: ordered by (turn, tenant last served, seq): each tenant gets one job per turn, the least recently
+   served tenant first.
+
+Why it holds positions steady: a claim takes the first job and moves its sender and tenant to the end of their
+rotations, which can only move other jobs forward; a new job of the same sender always queues behind the
+sender's earlier ones. Only a newly arrived job of another sender (or a job put back by a graceful stop or a dead
+worker) can pass a waiting job. The cost is a sort of the queued rows per claim and per position read
+(bench/queue_store.py measures it at 1 000 and 10 000 queued jobs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.sql import Subquery
+
+from wazo_stt.domain import JobStatus
+from wazo_stt.jobs.schema import JobRow, SenderTurn, TenantTurn
+
+# The sender of a job: its user_uuid, or '' (one anonymous sender per tenant).
+SENDER = func.coalesce(JobRow.user_uuid, "")
+
+
+def fair_order() -> Subquery:
+    """Every queued job's ``seq`` with its sort key ``(turn, tenant_served, seq)``: the queue, first to last."""
+    by_sender = (
+        select(
+            JobRow.seq,
+            JobRow.tenant,
+            SENDER.label("sender"),
+            func.row_number().over(partition_by=(JobRow.tenant, SENDER), order_by=JobRow.seq).label("round"),
+        )
+        .where(JobRow.status == JobStatus.QUEUED)
+        .subquery("by_sender")
+    )
+    sender_served = func.coalesce(SenderTurn.served, 0)
+    joined = by_sender.outerjoin(
+        SenderTurn, and_(SenderTurn.tenant == by_sender.c.tenant, SenderTurn.sender == by_sender.c.sender)
+    ).outerjoin(TenantTurn, TenantTurn.tenant == by_sender.c.tenant)
+    return (
+        select(
+            by_sender.c.seq,
+            func.row_number()
+            .over(partition_by=by_sender.c.tenant, order_by=(by_sender.c.round, sender_served, by_sender.c.seq))
+            .label("turn"),
+            func.coalesce(TenantTurn.served, 0).label("tenant_served"),
+        )
+        .select_from(joined)
+        .subquery("fair")
+    )
+
+
+def sort_key(fair: Any) -> tuple[Any, Any, Any]:
+    return fair.c.turn, fair.c.tenant_served, fair.c.seq
+
+
+def position_of(seq: Any) -> Any:
+    """A scalar subquery: the queue position (1 = next) of the queued job whose ``seq`` is given (a value or a
+    correlated column); NULL-free: 0 when that job is not queued."""
+    ahead, me = fair_order().alias("ahead"), fair_order().alias("me")
+    before_or_same = or_(
+        ahead.c.turn < me.c.turn,
+        and_(
+            ahead.c.turn == me.c.turn,
+            or_(
+                ahead.c.tenant_served < me.c.tenant_served,
+                and_(ahead.c.tenant_served == me.c.tenant_served, ahead.c.seq <= me.c.seq),
+            ),
+        ),
+    )
+    return (
+        select(func.count())
+        .select_from(ahead.join(me, before_or_same))
+        .where(me.c.seq == seq)
+        .scalar_subquery()
+    )
