@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.sql import Subquery
 
 from wazo_stt.domain import JobStatus
@@ -67,21 +67,9 @@ def sort_key(fair: Any) -> tuple[Any, Any, Any]:
 
 def position_of(seq: Any) -> Any:
     """A scalar subquery: the queue position (1 = next) of the queued job whose ``seq`` is given (a value or a
-    correlated column); NULL-free: 0 when that job is not queued."""
-    ahead, me = fair_order().alias("ahead"), fair_order().alias("me")
-    before_or_same = or_(
-        ahead.c.turn < me.c.turn,
-        and_(
-            ahead.c.turn == me.c.turn,
-            or_(
-                ahead.c.tenant_served < me.c.tenant_served,
-                and_(ahead.c.tenant_served == me.c.tenant_served, ahead.c.seq <= me.c.seq),
-            ),
-        ),
-    )
-    return (
-        select(func.count())
-        .select_from(ahead.join(me, before_or_same))
-        .where(me.c.seq == seq)
-        .scalar_subquery()
-    )
+    correlated column); NULL when that job is not queued. One more window over the fair order: a sort, no join."""
+    fair = fair_order()
+    ranked = select(
+        fair.c.seq, func.row_number().over(order_by=sort_key(fair)).label("position")
+    ).subquery("ranked")
+    return select(ranked.c.position).where(ranked.c.seq == seq).scalar_subquery()

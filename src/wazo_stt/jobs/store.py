@@ -271,6 +271,9 @@ class JobStore:
         death is counted against it alone. A graceful stop never counts (``release``).
         """
         while True:
+            async with self._db.reading() as session:  # the common case, nothing expired, takes no write lock
+                if await session.scalar(select(JobRow.seq).where(_expired(now)).limit(1)) is None:
+                    return
             async with self._db.writing() as session:
                 expired = (
                     await session.execute(
