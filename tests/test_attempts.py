@@ -5,6 +5,8 @@ with the real server killed with ``kill -9``."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -66,6 +68,10 @@ async def test_the_culprit_is_still_failed_once_it_dies_alone(store, clock):
     assert (await store.get(innocent.id)).status is JobStatus.COMPLETED
 
 
+def running(db, pid: int) -> list[tuple]:
+    return db_rows(db, "SELECT id FROM jobs WHERE status = 'processing' AND worker_id LIKE ?", (f"%:{pid}:%",))
+
+
 def _transcript():
     from tests.test_store import TRANSCRIPT
 
@@ -82,8 +88,12 @@ def test_an_innocent_voicemail_survives_unrelated_kills_of_a_two_worker_server(t
     with server_process(env, tmp_path / "server.log") as server, httpx.Client(base_url=server.url) as client:
         server.start(WAZO_TEST_DELAY="30")
         jobs = [submit(client, "a", 3.0, user_uuid="u1"), submit(client, "b", 3.1, user_uuid="u2")]
-        for _kill in range(3):
-            wait_until(lambda: "processing" in {status(client, j) for j in jobs}, what="a job running")
+        for kill in range(3):
+            # Killed while this process runs its jobs: both at the first kill; after it, suspects run one at a time.
+            wait_until(lambda: len(running(db, server.pid)) == (2 if kill == 0 else 1), what="jobs running")
+            if kill:
+                time.sleep(1.5)  # the other worker polls (1 s): it must not take the other suspect meanwhile
+                assert len(running(db, server.pid)) == 1
             server.kill()
             server.start(WAZO_TEST_DELAY="30")
         server.kill()
