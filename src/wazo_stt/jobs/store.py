@@ -50,12 +50,14 @@ class JobStore:
         max_queue_size: int,
         clock: Callable[[], float] = time.time,
         *,
+        max_queue_audio_secs: float | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         max_attempts: int = MAX_ATTEMPTS,
         poll_seconds: float = 1.0,
     ) -> None:
         self._db = db
         self.max_queue_size = max_queue_size
+        self.max_queue_audio_secs = max_queue_audio_secs
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self._clock = clock
@@ -97,7 +99,8 @@ class JobStore:
     # --- submission -------------------------------------------------------------------------------------
 
     async def submit(self, new: NewJob, *, force: bool = False) -> Submission:
-        """Insert a job, or return the one already holding its ``(tenant, user_uuid, message_id)``.
+        """Insert a job, or return the one already holding its ``(tenant, user_uuid, message_id)``; raises
+        ``QueueFullError`` when ``max_queue_size`` jobs or ``max_queue_audio_secs`` of audio already wait.
 
         Uniqueness is the database's constraint, not a check-then-insert, so concurrent submissions of the same
         pair create exactly one job. A completed job of that pair is returned as it is (cached) unless ``force``;
@@ -111,11 +114,20 @@ class JobStore:
                     if existing.status in _PENDING or (existing.status == JobStatus.COMPLETED and not force):
                         return Submission(to_job(existing), created=False)
                     await session.execute(delete(JobRow).where(JobRow.id == existing.id))
-                queued = await session.scalar(
-                    select(func.count()).select_from(JobRow).where(JobRow.status == JobStatus.QUEUED)
-                )
+                queued, queued_secs = (
+                    await session.execute(
+                        select(func.count(), func.coalesce(func.sum(JobRow.audio_duration), 0.0)).where(
+                            JobRow.status == JobStatus.QUEUED
+                        )
+                    )
+                ).one()
                 if queued >= self.max_queue_size:
                     raise QueueFullError
+                # Audio seconds too, so a few huge files cannot fill the queue; an empty queue takes any file
+                # that passed MAX_AUDIO_DURATION_SECS.
+                cap = self.max_queue_audio_secs
+                if cap is not None and queued and queued_secs + new.audio_duration > cap:
+                    raise QueueFullError(audio=True)
                 row = JobRow(
                     id=str(uuid.uuid4()),
                     tenant=new.tenant,

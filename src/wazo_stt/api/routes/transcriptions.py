@@ -30,6 +30,7 @@ SHUTDOWN_RETRY_AFTER = "10"
 
 @router.post("")
 async def create_transcription(request: Request, state: ServerState = Depends(server_state)) -> Response:
+    _check_rate(request, state)  # before the upload is read
     form = parse_transcription_form(await read_form(request))
     registry = state.ready_registry()
     try:
@@ -78,10 +79,15 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             ),
             force=form.force,
         )
-    except QueueFullError:
+    except QueueFullError as exc:
+        what = (
+            f"{state.settings.max_queue_audio_secs:g} seconds of audio waiting, MAX_QUEUE_AUDIO_SECS"
+            if exc.audio
+            else f"{state.store.max_queue_size} jobs waiting, MAX_QUEUE_SIZE"
+        )
         raise ApiError(
             429,
-            f"The queue is full ({state.store.max_queue_size} jobs waiting); retry later",
+            f"The queue is full ({what}); retry later",
             code="queue_full",
             headers={"Retry-After": QUEUE_FULL_RETRY_AFTER},
         ) from None
@@ -95,6 +101,20 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             job, state, created=submission.created, forced=form.force, position=submission.queue_position
         )
     return await _wait_and_render(job, form, state)
+
+
+def _check_rate(request: Request, state: ServerState) -> None:
+    """RATE_LIMIT_PER_MINUTE, per API key (api/rate_limit.py): a 429 with Retry-After past it."""
+    principal = getattr(request.state, "principal", None)
+    wait = state.rate_limiter.take(principal.key_id if principal is not None else "")
+    if wait:
+        raise ApiError(
+            429,
+            f"Rate limit reached: {state.rate_limiter.per_minute:g} transcriptions per minute for this API key "
+            "(RATE_LIMIT_PER_MINUTE); retry after the time in Retry-After",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": state.rate_limiter.retry_after(wait)},
+        )
 
 
 async def _submission_response(
