@@ -8,9 +8,10 @@ Per job: ``submit`` (8 KB of audio), ``claim`` (claim_next), ``renew`` (one leas
 running job does once a second), ``position`` (a status poll's snapshot: the job with its queue position) and
 ``finish`` (complete with a small transcript), each timed alone, sequentially (median and p95 in ms), with the
 queue already holding 0, 1 000 and 10 000 jobs (100 senders in 10 tenants): the fair queue sorts the queued jobs
-at each claim and each position read, so its cost grows with the queue. Then one 100 MB upload: submit, the worker's read of it, its deletion at completion; for
-PostgreSQL the WAL it wrote and the table's size on disk, for SQLite the database file's and WAL's growth. Prints a
-table and writes ``bench/results/queue_store.{json,md}``. PostgreSQL runs in a database of its own, dropped after.
+at each claim and each position read, so its cost grows with the queue. Then one 100 MB upload: submit, the
+worker's read of it, its deletion at completion; for PostgreSQL the WAL it wrote and the table's size on disk, for
+SQLite the database file's and WAL's growth. Prints a table and writes ``bench/results/queue_store.{json,md}``.
+PostgreSQL runs in a database of its own, dropped after.
 """
 
 from __future__ import annotations

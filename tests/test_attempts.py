@@ -90,7 +90,8 @@ def test_an_innocent_voicemail_survives_unrelated_kills_of_a_two_worker_server(t
         jobs = [submit(client, "a", 3.0, user_uuid="u1"), submit(client, "b", 3.1, user_uuid="u2")]
         for kill in range(3):
             # Killed while this process runs its jobs: both at the first kill; after it, suspects run one at a time.
-            wait_until(lambda: len(running(db, server.pid)) == (2 if kill == 0 else 1), what="jobs running")
+            expected = 2 if kill == 0 else 1
+            wait_until(lambda n=expected: len(running(db, server.pid)) == n, what="jobs running")
             if kill:
                 time.sleep(1.5)  # the other worker polls (1 s): it must not take the other suspect meanwhile
                 assert len(running(db, server.pid)) == 1

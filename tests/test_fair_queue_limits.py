@@ -47,14 +47,14 @@ def test_the_rate_limiter_refills_at_its_rate():
 
 
 def test_audio_seconds_cap_is_a_429_with_retry_after(settings):
-    with running_server(settings.model_copy(update={"workers": 0, "max_queue_audio_secs": 5})) as url:
-        with httpx.Client(base_url=url, timeout=60) as client:
-            wait_ready(client)
-            first = client.post(TRANSCRIPTIONS, files={"file": ("a.wav", voicemail(3.0))},
-                                data={"user_uuid": "u", "message_id": "1"})
-            assert first.status_code == 200, first.text
-            second = client.post(TRANSCRIPTIONS, files={"file": ("b.wav", voicemail(3.0))},
-                                 data={"user_uuid": "u", "message_id": "2"})
+    changes = {"workers": 0, "max_queue_audio_secs": 5}
+    with running_server(settings.model_copy(update=changes)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        wait_ready(client)
+        first = client.post(TRANSCRIPTIONS, files={"file": ("a.wav", voicemail(3.0))},
+                            data={"user_uuid": "u", "message_id": "1"})
+        assert first.status_code == 200, first.text
+        second = client.post(TRANSCRIPTIONS, files={"file": ("b.wav", voicemail(3.0))},
+                             data={"user_uuid": "u", "message_id": "2"})
     assert second.status_code == 429
     assert int(second.headers["retry-after"]) > 0
     error = second.json()["error"]
@@ -63,18 +63,17 @@ def test_audio_seconds_cap_is_a_429_with_retry_after(settings):
 
 def test_a_key_past_its_rate_gets_429_with_retry_after_and_other_keys_do_not(settings):
     changes = {"workers": 0, "rate_limit_per_minute": 2, "api_keys": "key-one:t1,key-two:t2"}
-    with running_server(settings.model_copy(update=changes)) as url:
-        with httpx.Client(base_url=url, timeout=60) as client:
-            wait_ready(client)
+    with running_server(settings.model_copy(update=changes)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        wait_ready(client)
 
-            def post(key: str, n: int) -> httpx.Response:
-                return client.post(TRANSCRIPTIONS, headers={"Authorization": f"Bearer {key}"},
-                                   files={"file": ("a.wav", voicemail(2.0))},
-                                   data={"user_uuid": "u", "message_id": f"{key}-{n}"})
+        def post(key: str, n: int) -> httpx.Response:
+            return client.post(TRANSCRIPTIONS, headers={"Authorization": f"Bearer {key}"},
+                               files={"file": ("a.wav", voicemail(2.0))},
+                               data={"user_uuid": "u", "message_id": f"{key}-{n}"})
 
-            assert [post("key-one", n).status_code for n in range(2)] == [200, 200]
-            limited = post("key-one", 3)
-            assert post("key-two", 1).status_code == 200
+        assert [post("key-one", n).status_code for n in range(2)] == [200, 200]
+        limited = post("key-one", 3)
+        assert post("key-two", 1).status_code == 200
     assert limited.status_code == 429
     assert 1 <= int(limited.headers["retry-after"]) <= 30
     assert limited.json()["error"]["code"] == "rate_limit_exceeded"

@@ -63,6 +63,7 @@ class RateLimiter:
         if now - self._swept < _FORGET_AFTER_SECONDS:
             return
         self._swept = now
-        idle = [key for key, b in self._buckets.items() if now - b.updated > max(_FORGET_AFTER_SECONDS, 60 / self._rate)]
+        refill = max(_FORGET_AFTER_SECONDS, 1 / self._rate)
+        idle = [key for key, bucket in self._buckets.items() if now - bucket.updated > refill]
         for key in idle:
             del self._buckets[key]

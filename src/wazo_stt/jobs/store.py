@@ -28,9 +28,9 @@ from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.jobs.convert import to_job, transcript_from_json, transcript_to_json
 from wazo_stt.jobs.database import DEFAULT_BUSY_TIMEOUT_MS, Database, DuplicateError
 from wazo_stt.jobs.events import JobEvents, JobWatch
+from wazo_stt.jobs.fair_order import fair_order, position_of, sort_key
 from wazo_stt.jobs.migrate import run_migrations
 from wazo_stt.jobs.records import Job, JobSnapshot, NewJob, QueueFullError, Submission
-from wazo_stt.jobs.fair_order import fair_order, position_of, sort_key
 from wazo_stt.jobs.schema import AudioRow, JobRow, SenderTurn, TenantTurn
 
 # A job whose worker died this many times (crash, out of memory, lost machine), or whose result could not be
