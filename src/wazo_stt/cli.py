@@ -26,9 +26,10 @@ EXTENSIONS = {"json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "verbos
 
 def _serve(args: argparse.Namespace) -> int:
     from wazo_stt.api.serve import serve
+    from wazo_stt.logs import configure_logging
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     return serve(settings, host=args.host, port=args.port)
 
 

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8000
     log_level: str = "info"
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="'json': one JSON object per line (time, level, logger, message, job_id, request_id)"
+    )
 
     max_queue_size: int = Field(100, ge=1)
     max_upload_mb: float = Field(100, gt=0)

@@ -24,6 +24,7 @@ from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.logs import RequestIdMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
         allow_origins=settings.cors_origin_list,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Job-Id", "Retry-After"],
+        expose_headers=["X-Job-Id", "Retry-After", "X-Request-Id"],
     )
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request, CORS included, has its id
     return app
 
 

@@ -60,6 +60,8 @@ def serve(
         host=host or settings.host,
         port=settings.port if port is None else port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through the root handler, in LOG_FORMAT (wazo_stt.logs)
+        access_log=False,  # wazo_stt.logs writes it, with the request's and the job's ids
         timeout_graceful_shutdown=settings.shutdown_grace_secs + RESPONSE_MARGIN_SECONDS,
     )
     server = _Server(config, app)

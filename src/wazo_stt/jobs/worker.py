@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from wazo_stt.audio import AudioError, decode_audio
 from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.engine.registry import EngineRegistry, UnknownModelError
 from wazo_stt.jobs.store import Job, JobStore
+from wazo_stt.logs import job_id_var
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,7 @@ class WorkerPool:
                 await self._idle(self._poll_seconds)
                 continue
             self.busy += 1
+            job_token = job_id_var.set(job.id)  # tags every line about this job, the engine's included
             try:
                 await self._process(job, registry)
             except _Abandoned:
@@ -178,6 +181,7 @@ class WorkerPool:
                     await self._store.release(job.id)
                 await self._idle(self._poll_seconds)
             finally:
+                job_id_var.reset(job_token)
                 self.busy -= 1
                 self._progress.pop(job.id, None)
                 if event := self._finished.get(job.id):
@@ -253,6 +257,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()  # the job's id tags the lines the engine logs in that thread
 
     def settle(result: T | None, error: BaseException | None) -> None:
         if future.done():
@@ -264,7 +269,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
 
     def target() -> None:
         try:
-            result, error = function(*args), None
+            result, error = context.run(function, *args), None
         except Exception as exc:
             result, error = None, exc
         except BaseException as exc:  # SystemExit and the like must not escape into the event loop

@@ -19,6 +19,7 @@ from wazo_stt.domain import JobStatus, ResponseFormat
 from wazo_stt.engine.registry import UnknownModelError
 from wazo_stt.formats import render
 from wazo_stt.jobs.store import Job, NewJob, QueueFullError
+from wazo_stt.logs import bind_job
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audio/transcriptions", tags=["transcriptions"])
@@ -85,6 +86,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             headers={"Retry-After": QUEUE_FULL_RETRY_AFTER},
         ) from None
     job = submission.job
+    bind_job(job.id)
     if submission.created:
         state.workers.notify()
         log.info("Job %s queued (%s, %.1f s of audio)", job.id, source, duration)
@@ -194,6 +196,7 @@ async def _job_or_404(job_id: str, state: ServerState, *, with_transcript: bool 
     job = await state.store.get(job_id, with_transcript=with_transcript)
     if job is None:
         raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+    bind_job(job.id)
     return job
 
 
