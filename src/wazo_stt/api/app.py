@@ -25,6 +25,8 @@ from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
 from wazo_stt.logs import RequestIdMiddleware
+from wazo_stt.metrics import Metrics
+from wazo_stt.metrics import routes as metrics_routes
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +50,19 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
             settings.db_path, settings.max_queue_size, busy_timeout_ms=settings.db_busy_timeout_ms
         )
         await store.create_schema()
+        metrics = Metrics()
         requeued, failed = await store.requeue_interrupted(MAX_ATTEMPTS)
         if requeued or failed:
             log.warning("Recovered interrupted jobs: %d re-queued, %d failed", len(requeued), len(failed))
-        workers = WorkerPool(store, lambda: state.registry, workers=settings.workers)
+        metrics.jobs_failed.labels("unknown", "interrupted").inc(len(failed))
+        workers = WorkerPool(store, lambda: state.registry, workers=settings.workers, metrics=metrics)
         state = ServerState(
-            settings=settings, store=store, workers=workers, started_at=time.time(), loop=asyncio.get_running_loop()
+            settings=settings,
+            store=store,
+            workers=workers,
+            started_at=time.time(),
+            loop=asyncio.get_running_loop(),
+            metrics=metrics,
         )
         app.state.wazo = state
         state.workers.start()
@@ -74,6 +83,8 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
     install_error_handlers(app)
     app.include_router(transcriptions.router)
     app.include_router(service.router)
+    # Seam: once API keys exist, this router takes the admin-scope dependency (dependencies=[...]).
+    app.include_router(metrics_routes.router)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES, limit_mb=settings.max_upload_mb
     )

@@ -13,6 +13,7 @@ from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.metrics import Metrics
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ServerState:
     load_error: str | None = None
     started_at: float = field(default=0.0)
     loop: asyncio.AbstractEventLoop | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
     def begin_shutdown(self) -> asyncio.Task[None]:
         """Stop taking jobs and give the running one SHUTDOWN_GRACE_SECS; idempotent, returns the stop's task.

@@ -316,6 +316,11 @@ class JobStore:
             by_status = {status: n for status, n in rows.all()}
         return {status.value: by_status.get(status.value, 0) for status in JobStatus}
 
+    async def oldest_queued_at(self) -> float | None:
+        """When the oldest queued job was submitted (None: the queue is empty), for the queue-age metric."""
+        async with self._session() as session:
+            return await session.scalar(select(func.min(_JobRow.created_at)).where(_JobRow.status == JobStatus.QUEUED))
+
     async def audio(self, job_id: str) -> bytes | None:
         async with self._session() as session:
             return await session.scalar(select(_AudioRow.data).where(_AudioRow.job_id == job_id))

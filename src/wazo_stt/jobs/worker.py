@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -26,6 +27,7 @@ from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.engine.registry import EngineRegistry, UnknownModelError
 from wazo_stt.jobs.store import Job, JobStore
 from wazo_stt.logs import job_id_var
+from wazo_stt.metrics import Metrics, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,10 @@ class WorkerPool:
         workers: int = 1,
         poll_seconds: float = 1.0,
         retry_seconds: float = RETRY_FIRST_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._registry = registry
         self._workers = workers
         self._poll_seconds = poll_seconds
@@ -171,6 +175,7 @@ class WorkerPool:
                 continue
             self.busy += 1
             job_token = job_id_var.set(job.id)  # tags every line about this job, the engine's included
+            self._metrics.job_started(job.created_at, job.started_at)
             try:
                 await self._process(job, registry)
             except _Abandoned:
@@ -193,9 +198,13 @@ class WorkerPool:
             await self._retrying(
                 lambda: self._store.fail(job.id, "The job's audio is missing from the database"), f"fail job {job.id}"
             )
+            self._metrics.job_failed(job.model, failure_reason(None))
             return
         self._progress[job.id] = 0.0
-        work = _in_daemon_thread(_transcribe, audio, job, registry, lambda done: self._set_progress(job.id, done))
+        started = time.monotonic()
+        work = _in_daemon_thread(
+            _transcribe, audio, job, registry, lambda done: self._set_progress(job.id, done), self._metrics
+        )
         if not await self._finished_unless_abandoned(work):
             await self._retrying(lambda: self._store.release(job.id), f"put job {job.id} back in the queue")
             log.warning("Job %s put back in the queue, to run after the restart", job.id)
@@ -204,15 +213,17 @@ class WorkerPool:
             transcript = work.result()
         except (AudioError, UnknownModelError) as exc:
             log.warning("Job %s failed: %s", job.id, exc)
-            error = str(exc)
+            error, reason = str(exc), failure_reason(exc)
         except Exception as exc:
             log.exception("Job %s failed", job.id)
-            error = f"Transcription failed: {type(exc).__name__}: {exc}"
+            error, reason = f"Transcription failed: {type(exc).__name__}: {exc}", failure_reason(exc)
         else:
             await self._retrying(lambda: self._store.complete(job.id, transcript), f"store the result of {job.id}")
+            self._metrics.job_completed(job.model, transcript.duration, time.monotonic() - started)
             log.info("Job %s completed (%.1f s of audio)", job.id, transcript.duration)
             return
         await self._retrying(lambda: self._store.fail(job.id, error), f"store the failure of job {job.id}")
+        self._metrics.job_failed(job.model, reason)
 
     async def _finished_unless_abandoned(self, work: asyncio.Future[Transcript]) -> bool:
         abandon = asyncio.ensure_future(self._abandon.wait())
@@ -281,7 +292,10 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
     return future
 
 
-def _transcribe(audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[[float], None]) -> Transcript:
+def _transcribe(
+    audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[[float], None], metrics: Metrics
+) -> Transcript:
     engine = registry.resolve(job.model)
-    decoded = decode_audio(audio)
+    with metrics.decode_time.time():
+        decoded = decode_audio(audio)
     return engine.transcribe(decoded.samples, job.language, progress)
