@@ -33,7 +33,9 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 def job_counters(samples: dict) -> dict:
     return {
-        key: v for key, v in samples.items() if key[0] in ("wazo_stt_jobs_completed_total", "wazo_stt_jobs_failed_total")
+        key: v
+        for key, v in samples.items()
+        if key[0] in ("wazo_stt_jobs_completed_total", "wazo_stt_jobs_failed_total")
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ParakeetVersion = Literal["parakeet-tdt-0.6b-v3", "parakeet-tdt-0.6b-v2"]
@@ -67,6 +67,22 @@ class Settings(BaseSettings):
     db_busy_timeout_ms: int = Field(
         10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
     )
+
+    webhook_url: str = Field("", description="Callback URL of every job's webhook unless the job gives callback_url")
+    webhook_secret: SecretStr = Field(
+        SecretStr(""), description="whsec_<base64> key that signs webhooks (Standard Webhooks); needed for webhooks"
+    )
+    webhook_timeout_secs: float = Field(10, gt=0, description="How long one webhook POST may take")
+    webhook_retry_first_secs: float = Field(5, gt=0, description="Pause after the first failed webhook attempt")
+    webhook_retry_max_secs: float = Field(3600, gt=0, description="Longest pause between webhook attempts")
+    webhook_retry_hours: float = Field(24, gt=0, description="How long a webhook is retried before giving up")
+    webhook_poll_secs: float = Field(1, gt=0, description="How often the outbox is checked for due webhooks")
+
+    @model_validator(mode="after")
+    def _webhook_url_needs_secret(self) -> Settings:
+        if self.webhook_url.strip() and not self.webhook_secret.get_secret_value().strip():
+            raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET (whsec_<base64>) to sign the webhooks")
+        return self
 
     @field_validator("whisper_model_path", "chunk_max_secs", mode="before")
     @classmethod

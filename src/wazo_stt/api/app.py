@@ -16,7 +16,9 @@ from wazo_stt import __version__
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
 from wazo_stt.api.routes import service, transcriptions
+from wazo_stt.api.schemas import job_status_body
 from wazo_stt.api.state import ServerState
+from wazo_stt.audio.fetch import FetchPolicy, _ssl_verify
 from wazo_stt.config import Settings
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.loader import load_engines
@@ -27,6 +29,7 @@ from wazo_stt.jobs.worker import WorkerPool
 from wazo_stt.logs import RequestIdMiddleware
 from wazo_stt.metrics import Metrics
 from wazo_stt.metrics import routes as metrics_routes
+from wazo_stt.webhooks import RetryPolicy, WebhookDelivery, parse_secret
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
             asyncio.create_task(_load(state, engine_loader), name="load-engines"),
             asyncio.create_task(retention_loop(store, settings.text_retention_days), name="retention"),
         ]
+        if (delivery := _webhook_delivery(state)) is not None:
+            background.append(asyncio.create_task(delivery.run(), name="webhooks"))
         try:
             yield
         finally:
@@ -97,6 +102,33 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
     )
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request, CORS included, has its id
     return app
+
+
+def _webhook_delivery(state: ServerState) -> WebhookDelivery | None:
+    """The webhook delivery loop, when WEBHOOK_SECRET is set (without it no job gets a webhook)."""
+    settings = state.settings
+    secret = settings.webhook_secret.get_secret_value().strip()
+    if not secret:
+        return None
+    store = state.store
+
+    async def render(job_id: str) -> dict | None:
+        job = await store.get(job_id)
+        return None if job is None else job_status_body(job, None)
+
+    return WebhookDelivery(
+        state.outbox,
+        render,
+        key=parse_secret(secret),
+        allowed_hosts=tuple(settings.url_allowed_host_list),
+        verify=_ssl_verify(FetchPolicy.from_settings(settings)),
+        timeout_seconds=settings.webhook_timeout_secs,
+        policy=RetryPolicy(
+            settings.webhook_retry_first_secs, settings.webhook_retry_max_secs, settings.webhook_retry_hours * 3600
+        ),
+        poll_seconds=settings.webhook_poll_secs,
+        metrics=state.metrics,
+    )
 
 
 async def _load(state: ServerState, engine_loader: EngineLoader) -> None:

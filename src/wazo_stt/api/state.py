@@ -11,6 +11,7 @@ from fastapi import Request
 from wazo_stt.api.errors import ApiError
 from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
+from wazo_stt.jobs.outbox import Outbox
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
 from wazo_stt.metrics import Metrics
@@ -26,6 +27,11 @@ class ServerState:
     started_at: float = field(default=0.0)
     loop: asyncio.AbstractEventLoop | None = None
     metrics: Metrics = field(default_factory=Metrics)
+
+    @property
+    def outbox(self) -> Outbox:
+        """The webhook events of the store's jobs."""
+        return Outbox(self.store)
 
     def begin_shutdown(self) -> asyncio.Task[None]:
         """Stop taking jobs and give the running one SHUTDOWN_GRACE_SECS; idempotent, returns the stop's task.

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -63,6 +64,7 @@ class _JobRow(_Base):
     text: Mapped[str | None] = mapped_column(Text)
     transcript: Mapped[str | None] = mapped_column(Text)  # Transcript as JSON: segments and words included
     error: Mapped[str | None] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(Text)  # where the webhook goes when the job ends (full URL)
 
 
 class _AudioRow(_Base):
@@ -70,6 +72,26 @@ class _AudioRow(_Base):
 
     job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboxRow(_Base):
+    """A webhook event waiting for (or done with) delivery: written in the transaction that finishes its job,
+    so a finished job always has its event, whatever happens to the process next (``jobs/outbox.py``)."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (Index("ix_webhook_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # webhook-id: the same on every retry
+    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed (gave up)
+    created_at: Mapped[float] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float | None] = mapped_column(Float)  # a process is delivering it until then
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +115,7 @@ class Job:
     text: str | None
     error: str | None
     transcript: Transcript | None = None
+    callback_url: str | None = None
 
     @property
     def has_identity(self) -> bool:
@@ -112,6 +135,7 @@ class NewJob:
     user_uuid: str | None = None
     message_id: str | None = None
     source: str | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +173,7 @@ def _to_job(row: _JobRow, *, with_transcript: bool = False) -> Job:
         text=row.text,
         error=row.error,
         transcript=transcript,
+        callback_url=row.callback_url,
     )
 
 
@@ -265,6 +290,7 @@ class JobStore:
                     created_at=self._clock(),
                     attempts=0,
                     audio_duration=new.audio_duration,
+                    callback_url=new.callback_url,
                 )
                 session.add(row)
                 await session.flush()
@@ -363,6 +389,29 @@ class JobStore:
                 update(_JobRow).where(_JobRow.id == job_id).values(finished_at=self._clock(), **values)
             )
             await session.execute(delete(_AudioRow).where(_AudioRow.job_id == job_id))
+            await self._enqueue_webhooks(session, [job_id])
+
+    async def _enqueue_webhooks(self, session: AsyncSession, job_ids: list[str]) -> None:
+        """Write the webhook event of each finished job that has a callback URL, in the finishing transaction."""
+        rows = await session.execute(
+            select(_JobRow.id, _JobRow.callback_url, _JobRow.status).where(
+                _JobRow.id.in_(job_ids), _JobRow.callback_url.is_not(None)
+            )
+        )
+        now = self._clock()
+        for job_id, url, status in rows.all():
+            session.add(
+                OutboxRow(
+                    id=f"msg_{uuid.uuid4().hex}",
+                    job_id=job_id,
+                    url=url,
+                    event_type=f"transcription.{status}",
+                    status="pending",
+                    created_at=now,
+                    next_attempt_at=now,
+                    attempts=0,
+                )
+            )
 
     async def release(self, job_id: str) -> bool:
         """Put a job this process was transcribing back in the queue, its attempt not counted.
@@ -403,6 +452,7 @@ class JobStore:
                     )
                 )
                 await session.execute(delete(_AudioRow).where(_AudioRow.job_id.in_(failed)))
+                await self._enqueue_webhooks(session, failed)
         return requeued, failed
 
     async def purge_older_than(self, days: int) -> int:

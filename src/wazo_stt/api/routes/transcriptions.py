@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from wazo_stt.api.callbacks import job_callback_url, webhook_status
 from wazo_stt.api.errors import ApiError
 from wazo_stt.api.forms import TranscriptionForm, parse_transcription_form, read_form
 from wazo_stt.api.schemas import job_status_body, lookup_body, submission_body
@@ -53,6 +54,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
         if existing is not None:
             return await _submission_response(existing, state, created=False, forced=False)
 
+    callback_url = await job_callback_url(form.callback_url, state)
     audio, source = await _read_audio(form, state)
     # Only the duration is kept: the samples (64 KB per second of audio) must not stay alive while a synchronous
     # request waits for its job; the worker decodes again.
@@ -76,6 +78,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
                 user_uuid=form.user_uuid,
                 message_id=form.message_id,
                 source=source,
+                callback_url=callback_url,
             ),
             force=form.force,
         )
@@ -206,7 +209,10 @@ async def _job_or_404(job_id: str, state: ServerState, *, with_transcript: bool 
 async def _status_body(job: Job, state: ServerState) -> dict:
     # The position is a second query: only a queued job has one (and polls of running jobs come 1-2 a second).
     position = await state.store.queue_position(job.id) if job.status is JobStatus.QUEUED else None
-    return job_status_body(job, position, state.workers.progress(job.id))
+    body = job_status_body(job, position, state.workers.progress(job.id))
+    if (webhook := await webhook_status(job, state)) is not None:
+        body["webhook"] = webhook
+    return body
 
 
 @router.get("/{job_id}")
