@@ -38,7 +38,8 @@ async def test_the_event_is_written_when_the_job_ends_not_before(store):
     (event,) = await outbox.claim_due(10, LEASE)
     assert (event.job_id, event.url, event.event_type, event.attempts) == (job_id, HOOK, "transcription.completed", 0)
     failed_id = await finished_job(store, ok=False)
-    assert [e.event_type for e in await outbox.claim_due(10, LEASE) if e.job_id == failed_id] == ["transcription.failed"]
+    events = await outbox.claim_due(10, LEASE)
+    assert [e.event_type for e in events if e.job_id == failed_id] == ["transcription.failed"]
 
 
 async def test_no_callback_no_event(store):
