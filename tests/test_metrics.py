@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.engines import SlowEngines
@@ -13,6 +18,7 @@ from tests.support.server import running_server, wait_ready
 from wazo_stt.engine.loader import load_engines
 
 MODEL = "parakeet-tdt-0.6b-v3"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -132,3 +138,14 @@ def test_a_failed_job_is_counted_once_with_its_reason(settings):
     assert {k: v for k, v in job_counters(samples).items() if v} == {
         ("wazo_stt_jobs_failed_total", (("model", MODEL), ("reason", "engine_error"))): 1
     }
+
+
+def test_the_dashboard_only_charts_metrics_the_server_exposes(client):
+    """docs/grafana-dashboard.json is checked in: a renamed metric must not leave an empty panel behind."""
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    charted = {name for expr in exprs for name in re.findall(r"\b((?:wazo_stt|process)_[a-z_]+)", expr)}
+    exposed = {name for name, _ in scrape(client)}
+    assert len(charted) >= 15 and charted <= exposed, charted - exposed
+    scrape_config = yaml.safe_load((ROOT / "docs" / "prometheus.yml").read_text())
+    assert scrape_config["scrape_configs"][0]["metrics_path"] == "/metrics"
