@@ -84,6 +84,11 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET (whsec_<base64>) to sign the webhooks")
         return self
 
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("whisper_model_path", "chunk_max_secs", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
