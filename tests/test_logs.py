@@ -12,6 +12,7 @@ import httpx
 from tests.support.http_files import serving
 from tests.support.jobs import TEXT, TRANSCRIPTIONS, status, voicemail, wait_until
 from tests.support.processes import server_env, server_process
+from tests.support.server import running_server, wait_ready
 from wazo_stt.logs import ContextFilter, JsonFormatter, job_context, log_handler, request_id_var
 
 SECRET = "s3cr3t-t0ken-42"
@@ -94,3 +95,32 @@ def test_json_formatter_fields_and_exception():
     assert entry["request_id"] == "r-1" and "job_id" not in entry
     assert entry["time"].endswith("Z") and "T" in entry["time"]
     assert "ValueError" in entry["exception"] and SECRET not in entry["exception"]
+
+
+def test_lines_of_an_authenticated_request_name_its_tenant(settings):
+    settings.api_keys = "acme-key:acme"
+    stream = io.StringIO()
+    handler = log_handler("json", stream)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+            wait_ready(client)
+            response = client.post(
+                TRANSCRIPTIONS,
+                files={"file": ("vm.wav", voicemail())},
+                data={"user_uuid": "u", "message_id": "tenant-1"},
+                headers={"Authorization": "Bearer acme-key"},
+            )
+            assert response.status_code == 200, response.text
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    job_id = response.json()["job_id"]
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    queued = next(line for line in lines if line["message"].startswith(f"Job {job_id} queued"))
+    assert queued["tenant"] == "acme" and queued["job_id"] == job_id
+    access = next(line for line in lines if line["logger"] == "wazo_stt.access" and "POST" in line["message"])
+    assert access["tenant"] == "acme" and access["job_id"] == job_id and "acme-key" not in stream.getvalue()

@@ -1,12 +1,21 @@
-"""Log lines an operator can search: plain text by default, one JSON object per line with ``LOG_FORMAT=json``.
+"""Logging set-up for the server, done once at start-up (never at import), and the context every line carries.
+
+Lines an operator can search: plain text by default, one JSON object per line with ``LOG_FORMAT=json``.
 
 Every record carries the job it is about, the tenant when known and the HTTP request it belongs to, taken from
 context variables: the request-id middleware sets the request's, the worker sets the job's while it runs it.
 asyncio copies context variables into the tasks a request or a worker starts, and the worker copies them into
 its transcription thread, so a line logged deep in the engine still names its job.
 
-Nothing here formats transcript text (no code logs it), and every message goes through the URL redaction once
-more before it is written: a token in a URL never reaches a log, whoever logged it.
+Three rules keep personal data and secrets out of the log, whatever ``LOG_LEVEL`` says:
+
+* **Driver loggers stay at WARNING.** At DEBUG, SQLAlchemy echoes every statement with its parameters and
+  aiosqlite every call with its result: transcript text, by the hundreds of lines per job. Those loggers (and
+  other chatty libraries') are held at WARNING unless named in ``LOG_LEVELS`` (``sqlalchemy.engine=debug``),
+  which is an explicit, per-logger choice for a debugging session.
+* **URL secrets are redacted** on the HTTP client's loggers (:func:`wazo_stt.netguard.install_log_redaction`),
+  and every message goes through the same redaction once more in our handler, whoever logged it.
+* Our own code never logs transcript text at any level (tests/test_auth_logs.py checks a job run at DEBUG).
 """
 
 from __future__ import annotations
@@ -24,10 +33,39 @@ from typing import Any, Literal
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Seam: the redaction lives in audio/fetch.py until the network guard package makes it public.
-from wazo_stt.audio.fetch import _redact_text as redact_text
+from wazo_stt.config import Settings
+from wazo_stt.netguard import install_log_redaction, redact_text
+
+__all__ = [
+    "QUIET_LOGGERS",
+    "RequestIdMiddleware",
+    "bind_job",
+    "bind_tenant",
+    "job_context",
+    "job_id_var",
+    "setup_logging",
+]
 
 LogFormat = Literal["plain", "json"]
+
+# Libraries that log data (SQL parameters, query results, HTTP headers and bodies) at INFO or DEBUG.
+QUIET_LOGGERS = (
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "alembic",
+    "httpcore",
+    "hpack",
+    "h2",
+    "h11",
+    "multipart",
+    "python_multipart",
+    "urllib3",
+    "filelock",
+    "huggingface_hub",
+    "faster_whisper",
+    "asyncio",
+)
 
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("wazo_job_id", default=None)
 tenant_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("wazo_tenant", default=None)
@@ -53,11 +91,14 @@ def job_context(job_id: str, tenant: str | None = None) -> Iterator[None]:
         job_id_var.reset(job_token)
 
 
-def bind_job(job_id: str, tenant: str | None = None) -> None:
+def bind_job(job_id: str) -> None:
     """Tag the rest of the current request's records with its job, once the job exists."""
     job_id_var.set(job_id)
-    if tenant is not None:
-        tenant_var.set(tenant)
+
+
+def bind_tenant(tenant: str) -> None:
+    """Tag the rest of the current request's records with the caller's tenant (none: the local tenant)."""
+    tenant_var.set(tenant or None)
 
 
 class ContextFilter(logging.Filter):
@@ -103,21 +144,35 @@ def _iso_time(created: float) -> str:
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
 
 
-def log_handler(log_format: LogFormat, stream: Any = None) -> logging.Handler:
+def log_handler(
+    log_format: LogFormat, stream: Any = None, *, handler_class: type[logging.StreamHandler] = logging.StreamHandler
+) -> logging.Handler:
     """A handler writing ``log_format`` lines, with the context filter attached."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = handler_class(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(PLAIN_FORMAT))
     handler.addFilter(ContextFilter())
     return handler
 
 
-def configure_logging(level: str, log_format: LogFormat) -> None:
-    """Send every logger (ours, uvicorn's, the libraries') to one stderr handler in the chosen format."""
+class _ServerHandler(logging.StreamHandler):
+    """The handler :func:`setup_logging` installs (told apart from others', so a second call replaces it)."""
+
+
+def setup_logging(settings: Settings) -> None:
+    """Send every logger (ours, uvicorn's, the libraries') to one stderr handler in ``LOG_FORMAT``, at
+    ``LOG_LEVEL``; quiet the drivers, apply ``LOG_LEVELS``, redact URLs."""
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _ServerHandler)]:
         root.removeHandler(old)
-    root.addHandler(log_handler(log_format))
-    root.setLevel(level.upper())
+    root.addHandler(log_handler(settings.log_format, handler_class=_ServerHandler))
+    root.setLevel(settings.log_level.upper())
+    explicit = settings.log_level_map
+    for name in QUIET_LOGGERS:
+        if name not in explicit:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    for name, level in explicit.items():
+        logging.getLogger(name).setLevel(level)
+    install_log_redaction()
 
 
 access_log = logging.getLogger("wazo_stt.access")

@@ -19,13 +19,13 @@ from pathlib import Path
 from tests.support.engines import SlowEngines
 from wazo_stt.api.serve import serve
 from wazo_stt.config import Settings
-from wazo_stt.logs import configure_logging
+from wazo_stt.logs import setup_logging
 
 
 def main() -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     settings = Settings(_env_file=None)
-    configure_logging(settings.log_level, settings.log_format)
+    setup_logging(settings)
     crash = os.environ.get("WAZO_TEST_CRASH_ON_SECONDS")
     journal = os.environ.get("WAZO_TEST_JOURNAL")
     engines = SlowEngines(

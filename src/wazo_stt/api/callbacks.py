@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wazo_stt.api.errors import ApiError
-from wazo_stt.audio.fetch import redact_url
 from wazo_stt.jobs.store import Job
+from wazo_stt.netguard import redact_url
 from wazo_stt.webhooks import CallbackRefused, check_callback_url
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ Counters and histograms live in the process that counts them (each server or wor
 so they are exact whichever process answers.
 """
 
-from wazo_stt.metrics.instruments import Metrics, failure_reason, fetch_failure_reason
+from wazo_stt.metrics.instruments import Metrics, failure_reason
 from wazo_stt.metrics.refusals import count_refusal
 
-__all__ = ["Metrics", "count_refusal", "failure_reason", "fetch_failure_reason"]
+__all__ = ["Metrics", "count_refusal", "failure_reason"]

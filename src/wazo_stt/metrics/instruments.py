@@ -110,8 +110,3 @@ def failure_reason(exc: BaseException | None) -> str:
     if isinstance(exc, UnknownModelError):
         return "unknown_model"
     return "engine_error"
-
-
-def fetch_failure_reason(status: int) -> str:
-    """The label of a failed URL download. Seam: the network guard's own reason replaces this once it exists."""
-    return "too_large" if status == 413 else "unusable"

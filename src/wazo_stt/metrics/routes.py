@@ -8,9 +8,19 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from wazo_stt.api.auth import authenticate
+from wazo_stt.api.errors import ApiError
 from wazo_stt.api.state import ServerState, server_state
+from wazo_stt.auth import Principal
 
-router = APIRouter(tags=["operations"])
+
+async def admin_only(principal: Principal = Depends(authenticate)) -> None:
+    """The whole cluster's numbers are for operators: with API keys on, an ``admin`` key (keys off: everyone)."""
+    if not principal.admin:
+        raise ApiError(403, "/metrics needs an admin key", code="admin_required")
+
+
+router = APIRouter(tags=["operations"], dependencies=[Depends(admin_only)])
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics of this process and of the queue")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import ssl
@@ -24,6 +23,7 @@ import httpx
 from wazo_stt.jobs.outbox import Outbox, WebhookEvent
 from wazo_stt.logs import job_context
 from wazo_stt.metrics import Metrics
+from wazo_stt.netguard import pin
 from wazo_stt.webhooks.signing import signed_headers
 from wazo_stt.webhooks.target import CallbackRefused, check_callback_url
 
@@ -133,14 +133,12 @@ class WebhookDelivery:
             url, addresses = await check_callback_url(event.url, self._allowed_hosts)
         except CallbackRefused as exc:
             return exc.message
-        headers = {**signed_headers(self._key, event.id, int(time.time()), data), "Host": url.netloc.decode("ascii")}
-        extensions: dict[str, object] = {}
-        if url.scheme == "https" and not _is_ip_literal(url.host):
-            extensions["sni_hostname"] = url.raw_host.decode("ascii").rstrip(".")
+        signed = signed_headers(self._key, event.id, int(time.time()), data)
         for index, address in enumerate(addresses):
+            target = pin(url, address)  # the address the guard checked, not a second DNS answer
             try:
                 response = await client.post(
-                    url.copy_with(host=address), content=data, headers=headers, extensions=extensions
+                    target.url, content=data, headers={**signed, **target.headers}, extensions=target.extensions
                 )
             except httpx.ConnectError:
                 if index == len(addresses) - 1:
@@ -154,11 +152,3 @@ class WebhookDelivery:
                 await response.aclose()
             return None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         return "connection failed"
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import httpx
 
-from wazo_stt.audio.fetch import FetchError, FetchPolicy, _checked_addresses, _parse_url
+from wazo_stt.netguard import GuardError, NetworkGuard
 
 MAX_URL_CHARS = 2048
+SUBJECT = "callback URL"
 
 
 class CallbackRefused(ValueError):
@@ -19,18 +20,24 @@ class CallbackRefused(ValueError):
         self.message = message
 
 
-async def check_callback_url(url: str, allowed_hosts: tuple[str, ...]) -> tuple[httpx.URL, list[str]]:
-    """The parsed URL and the addresses it may be sent to, or :class:`CallbackRefused`.
-
-    Seam: the audio fetcher's guard, until the network guard package (``wazo_stt.netguard``) is on main.
-    """
+def parse_callback_url(url: str) -> httpx.URL:
     if len(url) > MAX_URL_CHARS:
         raise CallbackRefused(f"callback_url is longer than {MAX_URL_CHARS} characters")
-    policy = FetchPolicy(max_bytes=0, timeout=0, allowed_hosts=allowed_hosts)
     try:
-        parsed = _parse_url(url)
-        return parsed, await _checked_addresses(parsed, policy)
-    except FetchError as exc:
-        raise CallbackRefused(
-            exc.message.replace("audio URL", "callback URL").replace("url ", "callback_url ")
-        ) from None
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise CallbackRefused("callback_url is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise CallbackRefused("callback_url must be an http(s) URL with a host")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise CallbackRefused("callback_url is not a valid URL")
+    return parsed
+
+
+async def check_callback_url(url: str, allowed_hosts: tuple[str, ...]) -> tuple[httpx.URL, list[str]]:
+    """The parsed URL and the addresses it may be sent to, or :class:`CallbackRefused`."""
+    parsed = parse_callback_url(url)
+    try:
+        return parsed, await NetworkGuard(allowed_hosts).check(parsed, subject=SUBJECT)
+    except GuardError as exc:
+        raise CallbackRefused(exc.message) from None

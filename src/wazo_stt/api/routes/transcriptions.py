@@ -21,7 +21,6 @@ from wazo_stt.engine.registry import UnknownModelError
 from wazo_stt.formats import render
 from wazo_stt.jobs.store import Job, NewJob, QueueFullError
 from wazo_stt.logs import bind_job
-from wazo_stt.metrics import fetch_failure_reason
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audio/transcriptions", tags=["transcriptions"])
@@ -128,7 +127,7 @@ async def _read_audio(form: TranscriptionForm, state: ServerState) -> tuple[byte
         with state.metrics.fetch_time.time():
             data = await fetch_audio(form.url, FetchPolicy.from_settings(settings))
     except FetchError as exc:
-        state.metrics.fetch_failures.labels(fetch_failure_reason(exc.status_code)).inc()
+        state.metrics.fetch_failures.labels(exc.reason).inc()
         raise ApiError(exc.status_code, exc.message, param="url", code="url_fetch_failed") from None
     return data, redact_url(form.url)
 
