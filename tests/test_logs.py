@@ -24,7 +24,7 @@ def _json_lines(log: str) -> list[dict]:
 
 
 def test_json_server_log_tags_jobs_and_requests_and_leaks_nothing(tmp_path, tiny_model_dir):
-    env = server_env(tiny_model_dir, tmp_path / "jobs.db", log_format="json", log_level="info")
+    env = server_env(tiny_model_dir, tmp_path / "jobs.db", log_format="json", log_level="debug")
     with serving({"/vm.wav": voicemail()}) as (base, seen), server_process(env, tmp_path / "server.log") as server:
         server.start()
         with httpx.Client(base_url=server.url, timeout=30) as client:
