@@ -69,16 +69,25 @@ def test_a_completed_job_moves_exactly_one_counter_and_the_histograms(client):
     assert value(after, "process_cpu_seconds_total") > 0
 
 
-def test_queue_gauges_come_from_the_store(settings):
+def test_queue_gauges_come_from_the_store_and_a_full_queue_is_counted(settings):
     settings.workers = 1
+    settings.max_queue_size = 2
     with running_server(settings, SlowEngines(delay=1.5).loader) as url, httpx.Client(base_url=url) as client:
         wait_ready(client)
-        ids = [submit(client, f"gauge-{i}") for i in range(3)]
-        wait_until(lambda: status(client, ids[0]) == "processing", what="first job running")
+        first = submit(client, "gauge-0")
+        wait_until(lambda: status(client, first) == "processing", what="first job running")
+        for i in (1, 2):
+            submit(client, f"gauge-{i}")
         samples = scrape(client)
         assert value(samples, "wazo_stt_jobs_processing") == 1
         assert value(samples, "wazo_stt_jobs_queued") == 2
         assert 0 < value(samples, "wazo_stt_oldest_queued_job_age_seconds") < 60
+        full = client.post(
+            TRANSCRIPTIONS, files={"file": ("vm.wav", voicemail())}, data={"user_uuid": "u", "message_id": "x"}
+        )
+        assert full.status_code == 429
+        samples = scrape(client)
+    assert value(samples, "wazo_stt_submissions_refused_total", status="429", reason="queue_full") == 1
 
 
 def test_refused_submissions_are_counted_by_status_and_reason(client):
