@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from wazo_stt.api.app import EngineLoader, create_app
+from wazo_stt.api.http_limits import uvicorn_limits
 from wazo_stt.config import Settings
 from wazo_stt.engine.loader import load_engines
 
@@ -63,6 +64,7 @@ def serve(
         log_config=None,  # uvicorn's lines go through the root handler, in LOG_FORMAT (wazo_stt.logs)
         access_log=False,  # wazo_stt.logs writes it, with the request's and the job's ids
         timeout_graceful_shutdown=settings.shutdown_grace_secs + RESPONSE_MARGIN_SECONDS,
+        **uvicorn_limits(settings),
     )
     server = _Server(config, app)
     # uvicorn re-raises the signal it stopped on once it is done, so that the default action (death by

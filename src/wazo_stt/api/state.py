@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from wazo_stt.api.errors import ApiError
+from wazo_stt.audio.budget import DecodeBudget
 from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.outbox import Outbox
@@ -27,6 +28,10 @@ class ServerState:
     started_at: float = field(default=0.0)
     loop: asyncio.AbstractEventLoop | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    decode_budget: DecodeBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decode_budget = DecodeBudget(self.settings.decode_memory_mb, self.settings.decode_wait_secs)
 
     @property
     def outbox(self) -> Outbox:
