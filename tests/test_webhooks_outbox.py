@@ -1,4 +1,5 @@
-"""The webhook outbox in the real job store: written with the job's end, claimed under a lease, never undone."""
+"""The webhook outbox in the real job store (SQLite and PostgreSQL): written with the job's end, claimed under a
+lease, never undone."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import asyncio
 import dataclasses
 
 from wazo_stt.domain import Transcript
-from wazo_stt.jobs.outbox import Outbox
 from wazo_stt.jobs.store import NewJob
 
 TRANSCRIPT = Transcript(text="hi", language="en", duration=1.0, segments=[], words=[])
 HOOK = "http://127.0.0.1:9/hook?token=t"
 LEASE = 30.0
+WORKER = "w1"
 
 
 def new_job(callback_url: str | None = HOOK) -> NewJob:
@@ -20,21 +21,21 @@ def new_job(callback_url: str | None = HOOK) -> NewJob:
 
 async def finished_job(store, *, ok: bool = True, callback_url: str | None = HOOK) -> str:
     job_id = (await store.submit(new_job(callback_url))).job.id
-    claimed = await store.claim_next()
+    claimed = await store.claim_next(WORKER)
     assert claimed.id == job_id
     if ok:
-        await store.complete(job_id, TRANSCRIPT)
+        await store.complete(job_id, WORKER, TRANSCRIPT)
     else:
-        await store.fail(job_id, "broken")
+        await store.fail(job_id, WORKER, "broken")
     return job_id
 
 
 async def test_the_event_is_written_when_the_job_ends_not_before(store):
-    outbox = Outbox(store)
+    outbox = store.outbox
     job_id = (await store.submit(new_job())).job.id
-    await store.claim_next()
+    await store.claim_next(WORKER)
     assert await outbox.claim_due(10, LEASE) == [] and await outbox.pending_count() == 0
-    await store.complete(job_id, TRANSCRIPT)
+    await store.complete(job_id, WORKER, TRANSCRIPT)
     (event,) = await outbox.claim_due(10, LEASE)
     assert (event.job_id, event.url, event.event_type, event.attempts) == (job_id, HOOK, "transcription.completed", 0)
     failed_id = await finished_job(store, ok=False)
@@ -44,11 +45,11 @@ async def test_the_event_is_written_when_the_job_ends_not_before(store):
 
 async def test_no_callback_no_event(store):
     await finished_job(store, callback_url=None)
-    assert await Outbox(store).claim_due(10, LEASE) == []
+    assert await store.outbox.claim_due(10, LEASE) == []
 
 
 async def test_a_claimed_event_is_held_for_its_lease_then_taken_again(store, clock):
-    outbox = Outbox(store)
+    outbox = store.outbox
     await finished_job(store)
     (event,) = await outbox.claim_due(10, LEASE)
     clock.now += LEASE - 1
@@ -59,7 +60,7 @@ async def test_a_claimed_event_is_held_for_its_lease_then_taken_again(store, clo
 
 
 async def test_concurrent_claims_never_share_an_event(store):
-    outbox = Outbox(store)
+    outbox = store.outbox
     for _ in range(4):
         await finished_job(store)
     batches = await asyncio.gather(*(outbox.claim_due(2, LEASE) for _ in range(4)))
@@ -68,7 +69,7 @@ async def test_concurrent_claims_never_share_an_event(store):
 
 
 async def test_retry_waits_and_delivery_is_final(store, clock):
-    outbox = Outbox(store)
+    outbox = store.outbox
     job_id = await finished_job(store)
     (event,) = await outbox.claim_due(10, LEASE)
     await outbox.retry_at(event.id, clock.now + 10, "HTTP 500")
@@ -91,7 +92,7 @@ async def test_retry_waits_and_delivery_is_final(store, clock):
 
 
 async def test_giving_up_is_recorded(store):
-    outbox = Outbox(store)
+    outbox = store.outbox
     job_id = await finished_job(store)
     (event,) = await outbox.claim_due(10, LEASE)
     await outbox.give_up(event.id, "HTTP 410")

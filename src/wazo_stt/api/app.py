@@ -37,15 +37,16 @@ from wazo_stt.webhooks import RetryPolicy, WebhookDelivery, parse_secret
 
 log = logging.getLogger(__name__)
 
-# A job whose worker died this many times (server crash, out of memory) is failed rather than retried forever.
-MAX_ATTEMPTS = 3
 # Room for the form fields around the audio itself.
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
 EngineLoader = Callable[[Settings], EngineRegistry]
 
 
-def create_app(settings: Settings | None = None, engine_loader: EngineLoader = load_engines) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, engine_loader: EngineLoader = load_engines, *, api: bool = True
+) -> FastAPI:
+    """The server; ``api=False`` makes a worker node (``wazo-stt worker``): workers, /health and /metrics, no API."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -53,15 +54,17 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
         # Python picks the directory for spooled uploads on first use, by writing a probe file: on a disk that
         # is full by then it finds none and raises a misleading FileNotFoundError (a 500). Pick it now.
         tempfile.gettempdir()
-        store = JobStore.for_sqlite(
-            settings.db_path, settings.max_queue_size, busy_timeout_ms=settings.db_busy_timeout_ms
+        # Migrates the schema first (once, under a lock, whoever starts first). Jobs a dead process left
+        # 'processing' need no recovery here: their leases expire and any worker takes them back.
+        store = await JobStore.open(
+            database_url=settings.database_url or None,
+            db_path=settings.db_path,
+            max_queue_size=settings.max_queue_size,
+            busy_timeout_ms=settings.db_busy_timeout_ms,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            lease_seconds=settings.lease_secs,
         )
-        await store.create_schema()
         metrics = Metrics()
-        requeued, failed = await store.requeue_interrupted(MAX_ATTEMPTS)
-        if requeued or failed:
-            log.warning("Recovered interrupted jobs: %d re-queued, %d failed", len(requeued), len(failed))
-        metrics.jobs_failed.labels("unknown", "interrupted").inc(len(failed))
         workers = WorkerPool(store, lambda: state.registry, workers=settings.workers, metrics=metrics)
         state = ServerState(
             settings=settings,
@@ -77,7 +80,7 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
             asyncio.create_task(_load(state, engine_loader), name="load-engines"),
             asyncio.create_task(retention_loop(store, settings.text_retention_days), name="retention"),
         ]
-        if (delivery := _webhook_delivery(state)) is not None:
+        if (delivery := _webhook_delivery(state)) is not None:  # worker nodes deliver webhooks too
             background.append(asyncio.create_task(delivery.run(), name="webhooks"))
         try:
             yield
@@ -95,9 +98,13 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
     app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan, dependencies=[Depends(authenticate)])
     app.state.keyring = keyring
     install_error_handlers(app)
+    # Every process counts for itself, a worker node included (admin keys only, when keys are on).
+    app.include_router(metrics_routes.router)
+    if not api:
+        app.add_api_route("/health", service.health, methods=["GET"])
+        return app
     app.include_router(transcriptions.router)
     app.include_router(service.router)
-    app.include_router(metrics_routes.router)  # admin keys only, when keys are on
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES, limit_mb=settings.max_upload_mb
     )
@@ -125,7 +132,7 @@ def _webhook_delivery(state: ServerState) -> WebhookDelivery | None:
         return None if job is None else job_status_body(job, None)
 
     return WebhookDelivery(
-        state.outbox,
+        store.outbox,
         render,
         key=parse_secret(secret),
         allowed_hosts=tuple(settings.url_allowed_host_list),

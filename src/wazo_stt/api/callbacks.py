@@ -38,7 +38,7 @@ async def webhook_status(job: Job, state: ServerState) -> dict[str, Any] | None:
     callback (status ``waiting`` until the job ends), None for a job without one. The URL is redacted."""
     if job.callback_url is None:
         return None
-    delivery = await state.outbox.state_for_job(job.id)
+    delivery = await state.store.outbox.state_for_job(job.id)
     body: dict[str, Any] = {"url": redact_url(job.callback_url), "status": "waiting", "attempts": 0}
     if delivery is not None:
         body.update(

@@ -12,7 +12,6 @@ from wazo_stt.api.errors import ApiError
 from wazo_stt.audio.budget import DecodeBudget
 from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
-from wazo_stt.jobs.outbox import Outbox
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
 from wazo_stt.metrics import Metrics
@@ -32,11 +31,6 @@ class ServerState:
 
     def __post_init__(self) -> None:
         self.decode_budget = DecodeBudget(self.settings.decode_memory_mb, self.settings.decode_wait_secs)
-
-    @property
-    def outbox(self) -> Outbox:
-        """The webhook events of the store's jobs."""
-        return Outbox(self.store)
 
     def begin_shutdown(self) -> asyncio.Task[None]:
         """Stop taking jobs and give the running one SHUTDOWN_GRACE_SECS; idempotent, returns the stop's task.

@@ -8,11 +8,15 @@ other; SQLite's write lock serialises them.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from wazo_stt.jobs.store import JobStore, OutboxRow
+from wazo_stt.jobs.database import Database
+from wazo_stt.jobs.schema import JobRow, OutboxRow
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -42,17 +46,39 @@ class DeliveryState:
     delivered_at: float | None
 
 
+async def enqueue_webhook(session: AsyncSession, job_id: str, now: float) -> None:
+    """In the transaction that ends a job: write its webhook event, when it has a callback URL."""
+    row = (await session.execute(select(JobRow.callback_url, JobRow.status).where(JobRow.id == job_id))).first()
+    if row is None or row.callback_url is None:
+        return
+    session.add(
+        OutboxRow(
+            id=f"msg_{uuid.uuid4().hex}",
+            job_id=job_id,
+            url=row.callback_url,
+            event_type=f"transcription.{row.status}",
+            status=PENDING,
+            created_at=now,
+            next_attempt_at=now,
+            attempts=0,
+        )
+    )
+
+
 class Outbox:
-    def __init__(self, store: JobStore) -> None:
-        self._store = store
+    """The outbox's queue operations (the events themselves are written by :func:`enqueue_webhook`)."""
+
+    def __init__(self, db: Database, clock: Callable[[], float]) -> None:
+        self._db = db
+        self._clock = clock
 
     def now(self) -> float:
-        return self._store._clock()
+        return self._clock()
 
     async def claim_due(self, limit: int, lease_seconds: float) -> list[WebhookEvent]:
         """Take up to ``limit`` events due now that no process holds, for ``lease_seconds``."""
         now = self.now()
-        async with self._store._write_session() as session, session.begin():
+        async with self._db.writing() as session:
             rows = (
                 await session.scalars(
                     select(OutboxRow)
@@ -85,7 +111,7 @@ class Outbox:
 
     async def _settle(self, event_id: str, **values: object) -> None:
         # Only a pending event changes: a late answer from a process whose lease ran out cannot undo a delivery.
-        async with self._store._write_session() as session, session.begin():
+        async with self._db.writing() as session:
             await session.execute(
                 update(OutboxRow)
                 .where(OutboxRow.id == event_id, OutboxRow.status == PENDING)
@@ -93,11 +119,11 @@ class Outbox:
             )
 
     async def pending_count(self) -> int:
-        async with self._store._session() as session:
+        async with self._db.reading() as session:
             return await session.scalar(select(func.count()).where(OutboxRow.status == PENDING)) or 0
 
     async def state_for_job(self, job_id: str) -> DeliveryState | None:
-        async with self._store._session() as session:
+        async with self._db.reading() as session:
             row = await session.scalar(
                 select(OutboxRow).where(OutboxRow.job_id == job_id).order_by(OutboxRow.created_at.desc()).limit(1)
             )

@@ -37,7 +37,7 @@ async def refresh_gauges(state: ServerState) -> None:
     m.jobs_processing.set(counts["processing"])
     oldest = await state.store.oldest_queued_at()
     m.oldest_queued_age.set(0.0 if oldest is None else max(time.time() - oldest, 0.0))
-    m.webhooks_pending.set(await state.outbox.pending_count())
+    m.webhooks_pending.set(await state.store.outbox.pending_count())
     models = state.registry.model_ids() if state.registry is not None else []
     for model in models:
         m.engine_loaded.labels(model).set(1)
