@@ -56,7 +56,7 @@ def serve(
     api: bool = True,
 ) -> int:
     """Serve until SIGTERM or SIGINT, stop gracefully, and return the exit status (0 after a graceful stop).
-    ``api=False``: a worker node, whose HTTP port answers /health only."""
+    ``api=False``: a worker node, whose HTTP port answers /health and /metrics only."""
     app = create_app(settings, engine_loader, api=api)
     config = uvicorn.Config(
         app,
