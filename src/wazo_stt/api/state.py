@@ -15,6 +15,7 @@ from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.metrics import Metrics
 
 
 @dataclass
@@ -26,6 +27,7 @@ class ServerState:
     load_error: str | None = None
     started_at: float = field(default=0.0)
     loop: asyncio.AbstractEventLoop | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     decode_budget: DecodeBudget = field(init=False)
     rate_limiter: RateLimiter = field(init=False)
 

@@ -1,16 +1,16 @@
 """Fair queue and meaningful attempts: round-robin memory per tenant and per sender, and the ``suspect`` mark of
 a job that was running beside others when its worker process died.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-02
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
