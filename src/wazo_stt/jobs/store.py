@@ -189,7 +189,8 @@ class JobStore:
     async def snapshot(self, job_id: str, *, tenant: str | None = None) -> JobSnapshot | None:
         """The job, its queue position and its progress from ONE statement, so they agree: never ``queued``
         without a position, never a position of a job a worker already holds."""
-        position = position_of(JobRow.seq).correlate(JobRow)
+        # Only a queued job's position is computed (it sorts the queue): CASE evaluates the subquery on demand.
+        position = case((JobRow.status == JobStatus.QUEUED, position_of(JobRow.seq).correlate(JobRow)))
         query = _scoped(select(JobRow, position).where(JobRow.id == job_id), tenant)
         async with self._db.reading() as session:
             found = (await session.execute(query)).first()
