@@ -184,7 +184,7 @@ def _transcribe_one(
     fmt: str,
     language: str | None,
     words: bool,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> str:
     """Decode, transcribe and render one file, exactly as the server's worker and response do."""
     import json

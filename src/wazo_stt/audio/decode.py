@@ -22,10 +22,6 @@ SAMPLE_RATE = 16_000
 
 log = logging.getLogger(__name__)
 
-# A peak under 2**-9 (-54 dBFS, 64 steps of 16-bit) is a codec's idea of silence, not a voice: digital zeros
-# decode to 0, but A-law's quietest code is +/-8 steps and a GSM "silent" frame decodes to +/-32 steps.
-_SILENCE_PEAK = 2.0**-9
-
 # Codecs pad a stream's start and end (AAC ends on a whole 1024-sample frame, Opus pre-skips 80 ms), so
 # container durations and decoded lengths disagree by up to this much without anything being wrong.
 _CODEC_PADDING_S = 0.25
@@ -40,7 +36,9 @@ _LARGEST_START_S = 4 * 3600.0
 
 
 class AudioError(ValueError):
-    """Input that is not usable audio. `reason` is one of: "undecodable", "empty", "silent", "too_long".
+    """Input that is not usable audio. `reason` is one of: "undecodable", "empty", "too_long".
+
+    Silence is not an error: a caller who hung up left a voicemail whose transcript is empty.
 
     A ValueError because it is the caller's input that is wrong; `reason` lets the API layer pick a status
     and metrics label without parsing the message, and the message is safe to send back verbatim.
@@ -165,8 +163,6 @@ def _decode_container(container: av.container.InputContainer, max_duration: floa
     if not np.isfinite(peak):  # a corrupt float WAV; NaN would poison every model output it touches
         np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         peak = _peak(samples)
-    if peak < _SILENCE_PEAK:
-        raise AudioError("silent", "The audio contains only silence")
     if peak > 1.0:
         # Down-mixing adds channels (identical stereo channels come out 3 dB louder) and the anti-aliasing
         # filter overshoots on full-scale edges; scaling keeps the waveform where clipping would distort it.

@@ -62,9 +62,9 @@ class WorkerPool:
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self.busy = 0  # jobs being transcribed right now
-        # Job id -> fraction of its speech recognised, while it runs here. In memory: it is worth nothing once
-        # the job is finished, and writing it to the database would be a write per chunk.
-        self._progress: dict[str, float] = {}
+        # Job id -> (fraction of its speech recognised, text recognised so far), while it runs here. In memory:
+        # it is worth nothing once the job is finished, and writing it to the database would be a write per chunk.
+        self._progress: dict[str, tuple[float, str]] = {}
 
     @property
     def stopping(self) -> bool:
@@ -106,13 +106,18 @@ class WorkerPool:
 
     def progress(self, job_id: str) -> float | None:
         """How much of a running job's speech is recognised (0 to 1), or None when it is not running here."""
+        partial = self._progress.get(job_id)
+        return partial[0] if partial is not None else None
+
+    def partial(self, job_id: str) -> tuple[float, str] | None:
+        """A running job's progress and the text recognised so far, or None when it is not running here."""
         return self._progress.get(job_id)
 
-    def _set_progress(self, job_id: str, done: float) -> None:
+    def _set_progress(self, job_id: str, done: float, text: str) -> None:
         # Called from the transcription thread; one dict item assignment is atomic under the GIL. A job
         # abandoned at shutdown is no longer in the dict and must not come back into it.
         if job_id in self._progress:
-            self._progress[job_id] = done
+            self._progress[job_id] = (done, text)
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Wait until the job is completed or failed; returns it then, or the job as it is at the timeout.
@@ -190,8 +195,10 @@ class WorkerPool:
                 lambda: self._store.fail(job.id, "The job's audio is missing from the database"), f"fail job {job.id}"
             )
             return
-        self._progress[job.id] = 0.0
-        work = _in_daemon_thread(_transcribe, audio, job, registry, lambda done: self._set_progress(job.id, done))
+        self._progress[job.id] = (0.0, "")
+        work = _in_daemon_thread(
+            _transcribe, audio, job, registry, lambda done, text: self._set_progress(job.id, done, text)
+        )
         if not await self._finished_unless_abandoned(work):
             await self._retrying(lambda: self._store.release(job.id), f"put job {job.id} back in the queue")
             log.warning("Job %s put back in the queue, to run after the restart", job.id)
@@ -276,7 +283,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
     return future
 
 
-def _transcribe(audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[[float], None]) -> Transcript:
+def _transcribe(audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[[float, str], None]) -> Transcript:
     engine = registry.resolve(job.model)
     decoded = decode_audio(audio)
     return engine.transcribe(decoded.samples, job.language, progress)
