@@ -81,7 +81,7 @@ def test_file_submission_with_identity_returns_at_once(client):
     poll(client, job["job_id"])
     result = client.get(f"{TRANSCRIPTIONS}/{job['job_id']}/result")
     assert result.text.startswith("1\n00:00:00,")  # the format asked at submission
-    assert client.get(f"{TRANSCRIPTIONS}/{job['job_id']}/result?response_format=json").json() == {"text": TEXT}
+    assert client.get(f"{TRANSCRIPTIONS}/{job['job_id']}/result?response_format=json").json()["text"] == TEXT
 
 
 def test_queue_positions_decrease_then_processing_then_completed(settings):

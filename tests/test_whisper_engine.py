@@ -107,7 +107,7 @@ def test_word_timestamps(sdk, files):
     result = transcribe(
         sdk, files[sorted(files)[1]]["pcm16k"], response_format="verbose_json", timestamp_granularities=["word"]
     )
-    assert result.language == "en"
+    assert result.language == "english"  # named as OpenAI names it
     assert len(result.words) >= 10
     for word, following in zip(result.words, result.words[1:], strict=False):
         assert 0 <= word.start <= word.end <= following.start

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from wazo_stt import __version__
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
+from wazo_stt.api.openapi import install_openapi
 from wazo_stt.api.routes import service, transcriptions
 from wazo_stt.api.state import ServerState
 from wazo_stt.config import Settings
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
 
     app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(transcriptions.router)
     app.include_router(service.router)
     app.add_middleware(

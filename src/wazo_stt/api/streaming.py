@@ -128,7 +128,8 @@ async def openai_stream(watcher: JobWatcher, *, logprobs: bool) -> AsyncIterator
             return
         last = view
         if view.status is JobStatus.QUEUED:
-            yield f": queued, position {view.queue_position}\n\n"
+            where = f", position {view.queue_position}" if view.queue_position is not None else ""
+            yield f": queued{where}\n\n"
         elif view.status is JobStatus.PROCESSING and view.text == sent:
             yield f": processing, {round((view.progress or 0.0) * 100)}%\n\n"
         growing = len(view.text) > len(sent) and view.text.startswith(sent)

@@ -107,7 +107,7 @@ class ChunkedEngine:
             for word in chunk_words:
                 word.start += offset
                 word.end += offset
-            owned = words_owned(chunk_words, chunk)
+            owned = list(words_owned(chunk_words, chunk))
             words.extend(owned)
             done += chunk.end - chunk.start
             if progress is not None:

@@ -4,13 +4,15 @@ job status, result, lookup by ``(user_uuid, message_id)`` and queue status."""
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from wazo_stt.api.errors import ApiError
-from wazo_stt.api.forms import TranscriptionForm, parse_transcription_form, read_form
+from wazo_stt.api.forms import IDENTITY_MAX_CHARS, TranscriptionForm, parse_transcription_form, read_form
+from wazo_stt.api.openapi import TRANSCRIPTION_REQUEST, TRANSCRIPTION_RESPONSES, errors
 from wazo_stt.api.schemas import job_status_body, lookup_body, submission_body
 from wazo_stt.api.state import ServerState, server_state
 from wazo_stt.api.streaming import JobWatcher, job_events, openai_stream, sse_response
@@ -28,7 +30,7 @@ QUEUE_FULL_RETRY_AFTER = "30"
 SHUTDOWN_RETRY_AFTER = "10"
 
 
-@router.post("")
+@router.post("", openapi_extra=TRANSCRIPTION_REQUEST, responses=TRANSCRIPTION_RESPONSES)
 async def create_transcription(request: Request, state: ServerState = Depends(server_state)) -> Response:
     form = parse_transcription_form(await read_form(request))
     registry = state.ready_registry()
@@ -203,7 +205,7 @@ def _response(job_id: str, transcript, response_format, granularities, logprobs:
     return PlainTextResponse(rendered.body, media_type=rendered.media_type, headers=headers)
 
 
-@router.get("/status")
+@router.get("/status", responses=errors(503))
 async def queue_status(state: ServerState = Depends(server_state)) -> dict:
     counts = await state.store.counts()
     return {
@@ -213,14 +215,12 @@ async def queue_status(state: ServerState = Depends(server_state)) -> dict:
     }
 
 
-@router.get("/lookup")
+@router.get("/lookup", responses=errors(400, 503))
 async def lookup(
-    user_uuid: str | None = None, message_id: str | None = None, state: ServerState = Depends(server_state)
+    user_uuid: Annotated[str, Query(min_length=1, max_length=IDENTITY_MAX_CHARS)],
+    message_id: Annotated[str, Query(min_length=1, max_length=IDENTITY_MAX_CHARS)],
+    state: ServerState = Depends(server_state),
 ) -> dict:
-    for name, value in (("user_uuid", user_uuid), ("message_id", message_id)):
-        if not value:
-            raise ApiError(400, f"{name} is required", param=name)
-    assert user_uuid is not None and message_id is not None
     return lookup_body(await state.store.lookup(user_uuid, message_id))
 
 
@@ -237,13 +237,20 @@ async def _status_body(job: Job, state: ServerState) -> dict:
     return job_status_body(job, position, state.workers.progress(job.id))
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", responses=errors(404, 503))
 async def job_status(job_id: str, state: ServerState = Depends(server_state)) -> dict:
     job = await _job_or_404(job_id, state)
     return await _status_body(job, state)
 
 
-@router.get("/{job_id}/result")
+@router.get(
+    "/{job_id}/result",
+    responses={
+        200: {"description": "The transcript in the format asked (or at submission)", "content": {"text/plain": {}}},
+        202: {"description": "Not finished yet: the job's status"},
+        **errors(400, 404, 500, 503),
+    },
+)
 async def job_result(
     job_id: str, response_format: str | None = None, state: ServerState = Depends(server_state)
 ) -> Response:
@@ -259,7 +266,10 @@ async def job_result(
     return await _render(job, fmt, job.granularities)
 
 
-@router.get("/{job_id}/events")
+@router.get(
+    "/{job_id}/events",
+    responses={200: {"description": "Server-sent events", "content": {"text/event-stream": {}}}, **errors(404, 503)},
+)
 async def job_event_stream(job_id: str, state: ServerState = Depends(server_state)) -> Response:
     """Server-sent events: ``queued`` (with the position), ``processing`` (progress, text so far), then
     ``completed`` or ``failed``; each carries the job's status body."""
