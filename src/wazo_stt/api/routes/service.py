@@ -66,7 +66,8 @@ async def get_model(model_id: str, state: ServerState = Depends(server_state)) -
     return _model_card(model_id, int(state.started_at))
 
 
-@router.post("/v1/audio/translations", responses=errors(400))
+# Not in /openapi.json: it is not an operation this server offers, only a signpost for clients that try it.
+@router.post("/v1/audio/translations", include_in_schema=False)
 async def translations() -> JSONResponse:
     """Not a 404: the client reached the right server and must learn what it can do instead."""
     raise ApiError(
