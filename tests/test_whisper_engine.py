@@ -105,7 +105,10 @@ def test_model_field_selects_the_engine(sdk, files):
 
 def test_word_timestamps(sdk, files):
     result = transcribe(
-        sdk, files[sorted(files)[1]]["pcm16k"], response_format="verbose_json", timestamp_granularities=["word"]
+        sdk,
+        files[sorted(files)[1]]["pcm16k"],
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
     )
     assert result.language == "english"  # named as OpenAI names it
     assert len(result.words) >= 10

@@ -152,7 +152,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         for index, (path, output) in enumerate(zip(files, outputs, strict=True)):
             bar.set_postfix_str(path.name, refresh=False)
 
-            def advance(done: float, index: int = index) -> None:
+            def advance(done: float, _text: str = "", index: int = index) -> None:
                 bar.n = index + done
                 bar.refresh()
 

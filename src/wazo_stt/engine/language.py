@@ -11,11 +11,14 @@ the worker thread.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections.abc import Collection
 from functools import cache
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
+SAMPLE_CHARS = 5000
 
 
 def detect_language(text: str, candidates: Collection[str]) -> str | None:
@@ -25,9 +28,16 @@ def detect_language(text: str, candidates: Collection[str]) -> str | None:
     candidates = frozenset(candidates)
     if len(candidates) == 1:
         return next(iter(candidates))
-    with _lock:  # two workers finishing their first job together load the model once
-        identifier = _identifier(candidates)
-    return str(identifier.classify(text)[0]) if identifier is not None else None
+    try:
+        with _lock:  # two workers finishing their first job together load the model once
+            identifier = _identifier(candidates)
+    except OSError as exc:
+        # Loading unpacks the model into a temporary file: on a full disk the transcript must still be stored,
+        # without its language (tried again on the next one).
+        log.warning("Cannot load the language identifier (%s); the language is left undetected", exc)
+        return None
+    # A few thousand characters say the language as well as hours of them do, in a fraction of the time.
+    return str(identifier.classify(text[:SAMPLE_CHARS])[0]) if identifier is not None else None
 
 
 @cache

@@ -46,7 +46,8 @@ class ChunkPlanner:
         self.join_gap_seconds = join_gap_seconds
 
     def plan(self, audio: np.ndarray) -> list[Chunk]:
-        if not audio.size or float(np.max(np.abs(audio))) < SILENCE_PEAK:
+        # max and min rather than abs: no temporary copy of hours of samples.
+        if not audio.size or max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK:
             return []
         if self.detector is None:
             return fixed_chunks(0, len(audio), SAMPLE_RATE, self.max_seconds, self.overlap_seconds)
