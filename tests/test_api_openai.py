@@ -32,8 +32,9 @@ def voicemail() -> bytes:
 
 
 @pytest.fixture
-def sdk(server_url) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server_url}/v1", api_key="not-needed", max_retries=0)
+def sdk(shared_client) -> openai.OpenAI:
+    # One server for the module: each test's jobs are its own, and none looks at the others'.
+    return openai.OpenAI(base_url=f"{shared_client.base_url}/v1", api_key="not-needed", max_retries=0)
 
 
 def transcribe(sdk: openai.OpenAI, audio: bytes, **kwargs):
@@ -84,7 +85,8 @@ def test_srt_and_vtt(sdk, voicemail):
     assert [c.text for c in captions] == ["hello world bonjour.", "the cat."]
 
 
-def test_job_id_header_keeps_the_result_retrievable(sdk, voicemail, client):
+def test_job_id_header_keeps_the_result_retrievable(sdk, voicemail, shared_client):
+    client = shared_client
     raw = sdk.audio.transcriptions.with_raw_response.create(
         model="parakeet-tdt-0.6b-v3", file=("v.wav", io.BytesIO(voicemail))
     )
