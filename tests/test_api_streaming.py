@@ -162,3 +162,29 @@ def test_stream_of_a_known_pair_answers_from_the_store(client):
     data = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
     assert [d["type"] for d in data] == ["transcript.text.delta", "transcript.text.done"]
     assert data[-1]["text"] == TEXT and response.headers["x-job-id"] == job_id
+
+
+def _failing_engines(settings):
+    from wazo_stt.engine.loader import load_engines
+
+    registry = load_engines(settings)
+
+    def broken(audio, language, progress=None):
+        raise RuntimeError("the model blew up")
+
+    for engine in registry.engines:
+        engine.transcribe = broken
+    return registry
+
+
+def test_a_failed_job_ends_the_stream_with_an_error_the_sdk_raises(settings):
+    with running_server(settings, _failing_engines) as url, httpx.Client(base_url=url, timeout=30) as client:
+        wait_ready(client)
+        stream = sdk(url).audio.transcriptions.create(
+            model="whisper-1", file=("vm.wav", io.BytesIO(AUDIO)), stream=True
+        )
+        with pytest.raises(openai.APIError, match="the model blew up"):
+            list(stream)
+        job_id = stream.response.headers["x-job-id"]
+        events = client.get(f"{TRANSCRIPTIONS}/{job_id}/events").text
+        assert events.startswith("event: failed\ndata: ") and "the model blew up" in events
