@@ -96,6 +96,15 @@ TRANSCRIPTION_RESPONSES: dict[int | str, dict[str, Any]] = {
             "text/plain": {"schema": {"type": "string"}},
             "text/event-stream": {"schema": {"type": "string"}},
         },
+        "headers": {"X-Job-Id": {"description": "The job's id", "schema": {"type": "string"}}},
+        # Where the job can be followed: lets clients (and schemathesis's stateful phase) chain the calls.
+        "links": {
+            name: {
+                "operationRef": f"#/paths/~1v1~1audio~1transcriptions~1{{job_id}}{suffix}/get",
+                "parameters": {"job_id": "$response.header.X-Job-Id"},
+            }
+            for name, suffix in (("JobStatus", ""), ("JobResult", "~1result"), ("JobEvents", "~1events"))
+        },
     },
     **errors(400, 413, 429, 500, 503, 504),
 }
