@@ -38,7 +38,7 @@ _ERROR_DESCRIPTIONS = {
     413: "The upload or the audio at the URL is larger than MAX_UPLOAD_MB",
     429: "The queue is full (see Retry-After)",
     500: "The transcription failed",
-    503: "The model is loading or unavailable, the database is unavailable, or the server is shutting down",
+    503: "Model loading or unavailable, database unavailable, too many uploads being checked, or shutting down",
     504: "A synchronous transcription still running after SYNC_TIMEOUT_SECS (the job goes on; see X-Job-Id)",
 }
 

@@ -28,6 +28,10 @@ SILENCE_PEAK = 2.0**-9
 # recognised so far (it only ever grows by appending, so a streaming client can send the difference).
 ProgressCallback = Callable[[float, str], None]
 
+# Shorter chunks are padded with silence: a single sample crashed the recogniser's feature extraction, and a
+# few ms made its per-feature variance a division by zero (NaN features). A quarter second is a short word.
+MIN_CHUNK_SAMPLES = SAMPLE_RATE // 4
+
 
 class ChunkPlanner:
     """Decides which stretches of the audio reach the recogniser."""
@@ -104,7 +108,10 @@ class ChunkedEngine:
         text = ""
         for chunk in chunks:
             offset = chunk.start / SAMPLE_RATE
-            chunk_words = self.recognizer.recognize(audio[chunk.start : chunk.end], language)
+            piece = audio[chunk.start : chunk.end]
+            if piece.size < MIN_CHUNK_SAMPLES:
+                piece = np.pad(piece, (0, MIN_CHUNK_SAMPLES - piece.size))
+            chunk_words = self.recognizer.recognize(piece, language)
             for word in chunk_words:
                 word.start += offset
                 word.end += offset
