@@ -31,8 +31,9 @@ from wazo_stt.domain import JobStatus
 from wazo_stt.formats.render import usage, word_logprobs
 from wazo_stt.jobs.store import Job
 
-# How often a watcher looks at a running job (in-memory, free) or a waiting one (one small query).
-POLL_SECONDS = 0.2
+# How often a watcher looks again without being told of a change (one small query); the worker writes progress
+# and the text so far about once a second (jobs/worker.py, PROGRESS_WRITE_SECONDS).
+POLL_SECONDS = 0.25
 # A comment this often keeps proxies and browsers from closing a stream that has nothing new to say.
 KEEPALIVE_SECONDS = 15.0
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
@@ -61,8 +62,9 @@ class JobView:
 class JobWatcher:
     """Follows one job until it is finished, the server stops, or the time is up.
 
-    The only place the streams read a job's state: today the store for its status and the worker pool's memory
-    for the progress and partial text of a job running in this process.
+    The only place the streams read a job's state: the store's snapshot (status, queue position, progress and
+    the text recognised so far, which the worker running the job writes, in whichever process), and the store's
+    change notifications to know when to look again.
     """
 
     def __init__(self, state: ServerState, job_id: str, *, timeout: float) -> None:
@@ -71,14 +73,14 @@ class JobWatcher:
         self.timeout = timeout
 
     async def view(self) -> JobView | None:
-        job = await self.state.store.get(self.job_id)
-        if job is None:
+        snapshot = await self.state.store.snapshot(self.job_id)
+        if snapshot is None:
             return None
+        job = snapshot.job
         if job.status is JobStatus.PROCESSING:
-            partial = self.state.workers.partial(self.job_id)
-            return JobView(job, *partial) if partial is not None else JobView(job)
+            return JobView(job, progress=job.progress, text=job.partial_text or "")
         if job.status is JobStatus.QUEUED:
-            return JobView(job, queue_position=await self.state.store.queue_position(job.id))
+            return JobView(job, queue_position=snapshot.queue_position)
         return JobView(job, text=job.text or "")
 
     async def with_transcript(self) -> Job | None:
@@ -92,20 +94,22 @@ class JobWatcher:
         deadline = loop.time() + self.timeout
         last: tuple | None = None
         last_sent = loop.time()
-        while True:
-            view = await self.view()
-            if view is None:
-                yield None
-                return
-            key = (view.status, view.queue_position, view.progress, view.text)
-            if key != last or loop.time() - last_sent >= KEEPALIVE_SECONDS:
-                last, last_sent = key, loop.time()
-                yield view
-            if view.status in FINISHED:
-                return
-            if loop.time() >= deadline or (self.state.workers.stopping and view.status is JobStatus.QUEUED):
-                return
-            await asyncio.sleep(POLL_SECONDS)
+        with self.state.store.watch(self.job_id) as changed:  # registered before the first read: no change missed
+            while True:
+                view = await self.view()
+                if view is None:
+                    yield None
+                    return
+                key = (view.status, view.queue_position, view.progress, view.text)
+                if key != last or loop.time() - last_sent >= KEEPALIVE_SECONDS:
+                    last, last_sent = key, loop.time()
+                    yield view
+                if view.status in FINISHED:
+                    return
+                if loop.time() >= deadline or (self.state.workers.stopping and view.status is JobStatus.QUEUED):
+                    return
+                # Progress is written without a notification: look again at least this often.
+                await changed.wait(min(POLL_SECONDS, max(deadline - loop.time(), 0.0)))
 
 
 def sse_response(events: AsyncIterator[str], job_id: str) -> StreamingResponse:

@@ -243,16 +243,18 @@ async def _job_or_404(job_id: str, state: ServerState, *, with_transcript: bool 
     return job
 
 
-async def _status_body(job: Job, state: ServerState) -> dict:
-    # The position is a second query: only a queued job has one (and polls of running jobs come 1-2 a second).
-    position = await state.store.queue_position(job.id) if job.status is JobStatus.QUEUED else None
-    return job_status_body(job, position, state.workers.progress(job.id))
+async def _status_body(job_id: str, state: ServerState) -> dict:
+    # One snapshot (status, position, progress read in one statement): a poll racing the worker never sees
+    # 'queued' without a position or 'processing' without progress.
+    snapshot = await state.store.snapshot(job_id)
+    if snapshot is None:
+        raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+    return job_status_body(snapshot.job, snapshot.queue_position, snapshot.progress)
 
 
 @router.get("/{job_id}", responses=errors(404, 503))
 async def job_status(job_id: str, state: ServerState = Depends(server_state)) -> dict:
-    job = await _job_or_404(job_id, state)
-    return await _status_body(job, state)
+    return await _status_body(job_id, state)
 
 
 @router.get(
@@ -274,7 +276,7 @@ async def job_result(
     if job.status is JobStatus.FAILED:
         raise ApiError(500, job.error or "Transcription failed", code="job_failed")
     if job.status is not JobStatus.COMPLETED:
-        return JSONResponse(await _status_body(job, state), status_code=202)
+        return JSONResponse(await _status_body(job.id, state), status_code=202)
     return await _render(job, fmt, job.granularities)
 
 
