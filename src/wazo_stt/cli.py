@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     """Workers only: claim jobs from the shared database (DATABASE_URL) and transcribe them; HTTP only for
-    /health (container health checks, load balancers)."""
+    /health and /metrics (container health checks, load balancers, Prometheus)."""
     return _run_server(args, api=False)
 
 
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "worker",
         help="transcribe jobs from the shared queue, no API (scale inference apart: docs/scaling.md)",
         description="Run workers only: they claim jobs from the database named by DATABASE_URL (or DB_PATH) and "
-        "transcribe them. The port serves /health alone.",
+        "transcribe them. The port serves /health and /metrics.",
     )
     worker.add_argument("--host", help="bind address of the health port (default: HOST or 0.0.0.0)")
     worker.add_argument("--port", type=int, help="health port (default: PORT or 8000)")

@@ -37,6 +37,7 @@ class TranscriptionForm:
     force: bool
     stream: bool = False
     logprobs: bool = False
+    callback_url: str | None = None  # where the job's webhook goes (api/callbacks.py checks it)
 
     @property
     def is_async(self) -> bool:
@@ -191,6 +192,7 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
         force=_flag(form, "force"),
         stream=_flag(form, "stream"),
         logprobs=_includes(form),
+        callback_url=_text(form, "callback_url") or None,
     )
     _check_combinations(parsed)
     return parsed

@@ -81,6 +81,11 @@ TRANSCRIPTION_FORM: dict[str, Any] = {
         "user_uuid": {"type": "string", "maxLength": IDENTITY_MAX_CHARS, "description": "With message_id: async"},
         "message_id": {"type": "string", "maxLength": IDENTITY_MAX_CHARS, "description": "With user_uuid: async"},
         "force": {**_FLAG, "description": "Transcribe the (user_uuid, message_id) pair again"},
+        "callback_url": {
+            "type": "string",
+            "format": "uri",
+            "description": "Where to POST the job's status when it ends (signed webhook; default WEBHOOK_URL)",
+        },
     },
 }
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from wazo_stt.api.callbacks import job_callback_url, webhook_status
 from wazo_stt.api.errors import ApiError
 from wazo_stt.api.forms import IDENTITY_MAX_CHARS, TranscriptionForm, parse_transcription_form, read_form
 from wazo_stt.api.openapi import TRANSCRIPTION_REQUEST, TRANSCRIPTION_RESPONSES, errors
@@ -23,6 +24,7 @@ from wazo_stt.domain import JobStatus, ResponseFormat
 from wazo_stt.engine.registry import UnknownModelError
 from wazo_stt.formats import render
 from wazo_stt.jobs.store import Job, NewJob, QueueFullError, Submission
+from wazo_stt.logs import bind_job
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audio/transcriptions", tags=["transcriptions"])
@@ -60,6 +62,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
 
     submission = await _submit(form, engine.model_id, state)
     job = submission.job
+    bind_job(job.id)
     # Nothing of the upload is kept while the answer waits for the job (up to SYNC_TIMEOUT_SECS): the bytes died
     # with _submit's frame, and the form's temporary file is closed now rather than at the end of the request.
     if form.upload is not None:
@@ -86,6 +89,7 @@ def _stream(job: Job, form: TranscriptionForm, state: ServerState) -> Response:
 
 async def _submit(form: TranscriptionForm, model_id: str, state: ServerState) -> Submission:
     """Read, check and queue the audio. The bytes live only in this frame, so they are freed when it returns."""
+    callback_url = await job_callback_url(form.callback_url, state)
     audio, source = await _read_audio(form, state)
     # Only the duration is kept: the samples (64 KB per second of audio) must not stay alive while a synchronous
     # request waits for its job; the worker decodes again.
@@ -109,6 +113,7 @@ async def _submit(form: TranscriptionForm, model_id: str, state: ServerState) ->
                 user_uuid=form.user_uuid,
                 message_id=form.message_id,
                 source=source,
+                callback_url=callback_url,
             ),
             force=form.force,
         )
@@ -148,8 +153,10 @@ async def _read_audio(form: TranscriptionForm, state: ServerState) -> tuple[byte
         return data, form.upload.filename
     assert form.url is not None
     try:
-        data = await fetch_audio(form.url, FetchPolicy.from_settings(settings))
+        with state.metrics.fetch_time.time():
+            data = await fetch_audio(form.url, FetchPolicy.from_settings(settings))
     except FetchError as exc:
+        state.metrics.fetch_failures.labels(exc.reason).inc()
         raise ApiError(exc.status_code, exc.message, param="url", code="url_fetch_failed") from None
     return data, redact_url(form.url)
 
@@ -240,6 +247,7 @@ async def _job_or_404(job_id: str, state: ServerState, *, with_transcript: bool 
     job = await state.store.get(job_id, with_transcript=with_transcript)
     if job is None:
         raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+    bind_job(job.id)
     return job
 
 
@@ -249,7 +257,11 @@ async def _status_body(job_id: str, state: ServerState) -> dict:
     snapshot = await state.store.snapshot(job_id)
     if snapshot is None:
         raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
-    return job_status_body(snapshot.job, snapshot.queue_position, snapshot.progress)
+    bind_job(snapshot.job.id)
+    body = job_status_body(snapshot.job, snapshot.queue_position, snapshot.progress)
+    if (webhook := await webhook_status(snapshot.job, state)) is not None:
+        body["webhook"] = webhook
+    return body
 
 
 @router.get("/{job_id}", responses=errors(404, 503))
