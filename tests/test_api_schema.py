@@ -49,7 +49,7 @@ def test_openapi_documents_the_form_and_the_real_statuses(shared_client):
     form = post["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     assert set(form) == {
         "file", "url", "model", "language", "prompt", "response_format", "temperature",
-        "timestamp_granularities[]", "include[]", "stream", "user_uuid", "message_id", "force",
+        "timestamp_granularities[]", "include[]", "stream", "user_uuid", "message_id", "force", "callback_url",
     }  # fmt: skip
     assert {"400", "413", "429", "503"} <= set(post["responses"])
     assert "422" not in shared_client.get("/openapi.json").text
