@@ -171,7 +171,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         for index, (path, output) in enumerate(zip(files, outputs, strict=True)):
             bar.set_postfix_str(path.name, refresh=False)
 
-            def advance(done: float, index: int = index) -> None:
+            def advance(done: float, _text: str = "", index: int = index) -> None:
                 bar.n = index + done
                 bar.refresh()
 
@@ -203,7 +203,7 @@ def _transcribe_one(
     fmt: str,
     language: str | None,
     words: bool,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> str:
     """Decode, transcribe and render one file, exactly as the server's worker and response do."""
     import json

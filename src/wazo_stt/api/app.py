@@ -17,6 +17,7 @@ from wazo_stt import __version__
 from wazo_stt.api.auth import authenticate
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
+from wazo_stt.api.openapi import install_openapi
 from wazo_stt.api.routes import service, transcriptions
 from wazo_stt.api.schemas import job_status_body
 from wazo_stt.api.state import ServerState
@@ -99,6 +100,7 @@ def create_app(
     app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan, dependencies=[Depends(authenticate)])
     app.state.keyring = keyring
     install_error_handlers(app)
+    install_openapi(app)
     # Every process counts for itself, a worker node included (admin keys only, when keys are on).
     app.include_router(metrics_routes.router)
     if not api:
