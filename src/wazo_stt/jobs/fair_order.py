@@ -33,12 +33,13 @@ SENDER = func.coalesce(JobRow.user_uuid, "")
 
 
 def fair_order() -> Subquery:
-    """Every queued job's ``seq`` with its sort key ``(turn, tenant_served, seq)``: the queue, first to last."""
+    """Every queued job's ``seq`` and ``suspect`` with its sort key ``(turn, tenant_served, seq)``."""
     by_sender = (
         select(
             JobRow.seq,
             JobRow.tenant,
             SENDER.label("sender"),
+            JobRow.suspect,
             func.row_number().over(partition_by=(JobRow.tenant, SENDER), order_by=JobRow.seq).label("round"),
         )
         .where(JobRow.status == JobStatus.QUEUED)
@@ -55,6 +56,7 @@ def fair_order() -> Subquery:
             .over(partition_by=by_sender.c.tenant, order_by=(by_sender.c.round, sender_served, by_sender.c.seq))
             .label("turn"),
             func.coalesce(TenantTurn.served, 0).label("tenant_served"),
+            by_sender.c.suspect,
         )
         .select_from(joined)
         .subquery("fair")

@@ -38,6 +38,8 @@ from wazo_stt.jobs.schema import AudioRow, JobRow, SenderTurn, TenantTurn
 # stored this many times, is failed with the reason rather than retried forever.
 MAX_ATTEMPTS = 3
 DEFAULT_LEASE_SECONDS = 60.0
+# A claim tries the first jobs of the fair order in turn, skipping those other claims hold (PostgreSQL).
+CLAIM_CANDIDATES = 32
 
 _PENDING = (JobStatus.QUEUED, JobStatus.PROCESSING)
 
@@ -248,12 +250,20 @@ class JobStore:
             if any(held):
                 return None  # a suspect job runs in this process: alone
             fair = fair_order()
-            query = select(JobRow).join(fair, fair.c.seq == JobRow.seq).where(JobRow.status == JobStatus.QUEUED)
+            order = select(fair.c.seq).order_by(*sort_key(fair)).limit(CLAIM_CANDIDATES)
             if held:
-                query = query.where(JobRow.suspect.is_(False))
-            row = await session.scalar(
-                query.order_by(*sort_key(fair)).limit(1).with_for_update(of=JobRow, skip_locked=True)
-            )
+                order = order.where(fair.c.suspect.is_(False))
+            # The order first, then a lock on the first candidate no other claim holds: one query joining the
+            # sorted queue back to its rows let PostgreSQL pick a nested loop (n x n) on stale statistics.
+            row = None
+            for seq in (await session.execute(order)).scalars():
+                row = await session.scalar(
+                    select(JobRow)
+                    .where(JobRow.seq == seq, JobRow.status == JobStatus.QUEUED)
+                    .with_for_update(skip_locked=True)
+                )
+                if row is not None:
+                    break
             if row is None:
                 return None
             claimed = await session.scalar(
