@@ -71,8 +71,12 @@ async def _per_job(store: JobStore, jobs: int, depth: int) -> dict[str, dict[str
     store.max_queue_size = depth + 10
     for i in range(jobs):
         start = time.perf_counter()
-        job = (await store.submit(NewJob(audio, 30.0, "m", "json", user_uuid="u", message_id=f"m{i}"))).job
+        job = (await store.submit(NewJob(audio, 30.0, "m", "json", user_uuid="u", message_id=f"m{depth}-{i}"))).job
         timings["submit"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        snapshot = await store.snapshot(job.id)  # still queued: its position is computed
+        timings["position"].append(time.perf_counter() - start)
+        assert snapshot is not None and snapshot.queue_position is not None
         start = time.perf_counter()
         claimed = await store.claim_next("bench")
         timings["claim"].append(time.perf_counter() - start)
@@ -80,9 +84,6 @@ async def _per_job(store: JobStore, jobs: int, depth: int) -> dict[str, dict[str
         start = time.perf_counter()
         await store.renew(claimed.id, "bench", progress=0.5)
         timings["renew"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        await store.snapshot(job.id)
-        timings["position"].append(time.perf_counter() - start)
         start = time.perf_counter()
         assert await store.complete(claimed.id, "bench", TRANSCRIPT)
         timings["finish"].append(time.perf_counter() - start)
