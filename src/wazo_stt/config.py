@@ -7,23 +7,27 @@ working unchanged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ParakeetVersion = Literal["parakeet-tdt-0.6b-v3", "parakeet-tdt-0.6b-v2"]
+from wazo_stt.models.catalog import DEFAULT_PARAKEET, ParakeetId
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     model_path: Path = Field(Path("/models/parakeet"), description="Directory of the Parakeet ONNX files")
-    model_name: ParakeetVersion = Field(
-        "parakeet-tdt-0.6b-v3", description="Which Parakeet export lives in MODEL_PATH (v3 is multilingual)"
+    model_name: ParakeetId = Field(
+        DEFAULT_PARAKEET, description="Which Parakeet export lives in MODEL_PATH (v3 is multilingual)"
     )
     model_quantization: str = Field("int8", description="Suffix of the ONNX files ('int8' or '' for fp32)")
     enable_parakeet: bool = Field(True, description="Load Parakeet from MODEL_PATH (false: a Whisper-only server)")
+    embedded_fallback: bool = Field(
+        True,
+        description="Serve the embedded Whisper tiny.en (English only, `whisper` extra) while Parakeet's files are"
+        " missing, instead of answering 503",
+    )
     whisper_model_path: Path | None = Field(
         None, description="Directory of a CTranslate2 Whisper model (faster-whisper); empty: no Whisper engine"
     )

@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from wazo_stt import __version__
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
+from wazo_stt.api.reload import reload_when_model_arrives
 from wazo_stt.api.routes import service, transcriptions
 from wazo_stt.api.state import ServerState
 from wazo_stt.config import Settings
@@ -24,6 +25,7 @@ from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.web import install_web
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
         background = [
             asyncio.create_task(_load(state, engine_loader), name="load-engines"),
             asyncio.create_task(retention_loop(store, settings.text_retention_days), name="retention"),
+            asyncio.create_task(reload_when_model_arrives(state, engine_loader), name="reload-model"),
         ]
         try:
             yield
@@ -69,8 +72,10 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
             await asyncio.gather(*background, return_exceptions=True)
             await store.close()
 
-    app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan)
+    # web.install_web serves /docs with Swagger UI's assets from a package; ReDoc would need a CDN.
+    app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
+    install_web(app)
     app.include_router(transcriptions.router)
     app.include_router(service.router)
     app.add_middleware(

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from wazo_stt.domain import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

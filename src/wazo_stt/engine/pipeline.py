@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from wazo_stt.domain import Transcript, Word
+from wazo_stt.domain import SAMPLE_RATE, Transcript, Word
 from wazo_stt.engine.base import ChunkRecognizer
 from wazo_stt.engine.chunking import Chunk, fixed_chunks, speech_chunks, words_owned
 from wazo_stt.engine.segments import build_segments
@@ -17,7 +17,6 @@ from wazo_stt.engine.words import RecognizedWord
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 
 
 class ChunkPlanner:

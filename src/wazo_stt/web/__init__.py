@@ -1,0 +1,47 @@
+"""The page at ``/`` to try the server, and ``/docs`` (Swagger UI) with its assets served locally.
+
+Both work offline: the page is plain HTML/JS/CSS shipped in this package (``static/``, package data), and Swagger
+UI's JavaScript and CSS come from the installed ``swagger-ui-bundle`` package instead of FastAPI's default CDN.
+They only call the public HTTP API, so they need nothing from the rest of the application.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+STATIC_DIR = Path(str(files("wazo_stt.web") / "static"))
+
+
+def swagger_ui_dir() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def install_web(app: FastAPI) -> None:
+    """Mount the page at ``/`` (assets under ``/web``) and Swagger UI at ``/docs`` (assets under ``/docs-assets``).
+
+    The app must be created with ``docs_url=None`` so that this ``/docs`` replaces FastAPI's CDN-based one.
+    """
+    app.mount("/web", StaticFiles(directory=STATIC_DIR), name="web")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_dir()), name="docs-assets")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
