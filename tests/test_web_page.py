@@ -17,12 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 import srt
+from fastapi.responses import JSONResponse
 
 from tests.support.audio_fixtures import write_wav
 from tests.support.browser import browser_page
 from tests.support.gate import Gate
-from tests.support.server import running_server, wait_ready
+from tests.support.server import running_app, running_server, wait_ready
 from tests.support.tiny_parakeet import expected_text, render
+from wazo_stt.api import create_app
 from wazo_stt.models.catalog import embedded_whisper_path
 
 PIECES = [("▁hello", 0.5), ("▁world", 1.6), ("▁the", 2.6), ("▁cat", 3.3)]
@@ -154,3 +156,48 @@ def test_real_speech_through_whisper_on_the_page(settings, tmp_path):
         page.evaluate("document.querySelector('#raw-box').open = false")
         shot = os.environ.get("WAZO_STT_SCREENSHOT")
         page.screenshot(path=shot or str(tmp_path / "page.png"), full_page=True)
+
+
+def test_swagger_ui_works_offline_from_packaged_assets(settings):
+    with running_server(settings) as url, httpx.Client(base_url=url) as client, browser_page() as page:
+        html = client.get("/docs").text
+        assets = re.findall(r"""['"](/docs-assets/[^'"]+)['"]""", html)
+        assert len(assets) >= 2 and not re.search(r"""['"]https?://""", html)
+        assert all(client.get(a).status_code == 200 for a in assets)
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(f"{url}/docs")
+        page.wait_for_selector(".opblock-post", timeout=15_000)
+        assert "/v1/audio/transcriptions" in page.inner_text(".swagger-ui")
+        assert all(r.startswith(url) for r in requests), [r for r in requests if not r.startswith(url)]
+
+
+def test_the_page_asks_for_the_api_key_once_and_sends_it_as_bearer(settings, tones):
+    # A server whose API needs a key (the auth layer itself is tested elsewhere): here a middleware in front of
+    # the real app that answers 401 in OpenAI's shape to any /v1 request without "Bearer sesame".
+    seen: list[str] = []
+
+    app = create_app(settings)
+
+    @app.middleware("http")
+    async def require_key(request, call_next):
+        if request.url.path.startswith("/v1/"):
+            seen.append(request.headers.get("authorization", ""))
+            if request.headers.get("authorization") != "Bearer sesame":
+                return JSONResponse({"error": {"message": "Missing API key", "type": "invalid_request_error"}}, 401)
+        return await call_next(request)
+
+    with running_app(app) as url, httpx.Client(base_url=url) as client, browser_page() as page:
+        wait_ready(client)
+        page.goto(url)
+        page.wait_for_selector("#key-dialog[open]")
+        page.fill("#key", "sesame")
+        page.click("#key-form button")
+        page.wait_for_function("document.querySelector('#model').options.length > 0")
+        page.set_input_files("#file", str(tones))
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert page.evaluate("sessionStorage.getItem('wazo-stt-api-key')") == "sesame"
+        assert page.evaluate("localStorage.length") == 0  # kept in the tab only
+        assert page.locator("#transcript .w").count() == len(PIECES)
+        assert seen[0] == "" and set(seen[1:]) == {"Bearer sesame"}  # asked once, then always sent

@@ -1,7 +1,7 @@
 """The page at ``/`` to try the server, and ``/docs`` (Swagger UI) with its assets served locally.
 
 Both work offline: the page is plain HTML/JS/CSS shipped in this package (``static/``, package data), and Swagger
-UI's JavaScript and CSS come from the installed ``swagger-ui-bundle`` package instead of FastAPI's default CDN.
+UI's JavaScript and CSS come from the installed ``fastapi-offline`` package instead of FastAPI's default CDN.
 They only call the public HTTP API, so they need nothing from the rest of the application.
 """
 
@@ -19,9 +19,8 @@ STATIC_DIR = Path(str(files("wazo_stt.web") / "static"))
 
 
 def swagger_ui_dir() -> Path:
-    import swagger_ui_bundle
-
-    return Path(swagger_ui_bundle.swagger_ui_path)
+    """Swagger UI 5 as fastapi-offline ships it (``static/``); only these files are used, not its FastAPI class."""
+    return Path(str(files("fastapi_offline") / "static"))
 
 
 def install_web(app: FastAPI) -> None:
@@ -43,5 +42,5 @@ def install_web(app: FastAPI) -> None:
             title=f"{app.title} - API",
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+            swagger_favicon_url="/docs-assets/favicon.png",
         )
