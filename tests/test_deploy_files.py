@@ -301,3 +301,11 @@ def test_hadolint_finds_nothing() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docs_give_one_download_command_the_same_everywhere() -> None:
+    """The README's one-liner, deployment.md and the server's own hint all remove the one-shot container."""
+    sources = [ROOT / "README.md", ROOT / "docs" / "deployment.md", ROOT / "src/wazo_stt/engine/parakeet.py"]
+    found = [m for path in sources for m in re.findall(r"docker compose --profile setup run[^`\n&]*", path.read_text())]
+    assert len(found) >= 4
+    assert all("--rm" in command and "model-downloader" in command for command in found), found

@@ -70,7 +70,7 @@ class ParakeetRecognizer:
             raise ModelLoadError(
                 f"Parakeet model not found in {model_dir} (missing: {', '.join(missing)}). "
                 f"Download it with `wazo-stt download-model --model {model_id} --dir {model_dir}` "
-                "(Docker: `docker compose --profile setup run model-downloader`), or set MODEL_PATH."
+                "(Docker: `docker compose --profile setup run --rm model-downloader`), or set MODEL_PATH."
             )
         try:
             model = onnx_asr.load_model(
