@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from huggingface_hub import constants
 
 from tests.support.fake_hub import COMMIT, FakeHub, fake_hub, git_blob_sha1
 from wazo_stt.cli import build_parser, main
-from wazo_stt.models.catalog import PARAKEET_MODELS, ParakeetId
+from wazo_stt.config import Settings
+from wazo_stt.models.catalog import PARAKEET_MODELS
 from wazo_stt.models.download import STATE_DIR, RemoteFile, wanted_files
 
 REPO = "istupakov/parakeet-tdt-0.6b-v3-onnx"
@@ -286,7 +286,11 @@ def test_hub_refusals_are_one_line(in_process_hub: FakeHub, tmp_path: Path, caps
 def test_one_model_list_for_settings_cli_and_download() -> None:
     download = next(a for a in build_parser()._subparsers._group_actions[0].choices["download-model"]._actions
                     if a.dest == "model")
-    assert set(download.choices) == set(PARAKEET_MODELS) == set(typing.get_args(ParakeetId))
+    assert set(download.choices) == set(PARAKEET_MODELS)
+    for model_id in PARAKEET_MODELS:
+        assert Settings(_env_file=None, model_name=model_id).model_name == model_id
+    with pytest.raises(ValueError, match=r"choose one of parakeet-tdt-0\.6b-v3, parakeet-tdt-0\.6b-v2"):
+        Settings(_env_file=None, model_name="parakeet-tdt-1.1b")
     assert all(m.repo_id.endswith("-onnx") for m in PARAKEET_MODELS.values())
 
 

@@ -102,6 +102,26 @@ def test_queue_position_is_shown_while_waiting(settings, tones):
         page.wait_for_selector("#result:not([hidden])", timeout=60_000)
 
 
+def test_the_progress_bar_moves_while_a_long_recording_is_transcribed(settings, tmp_path):
+    # Three fixed 20 s chunks; the worker is held once the first is recognised: the bar must show that share.
+    pieces = [("▁hello", 5.0), ("▁world", 25.0), ("▁the", 45.0)]
+    audio = write_wav(tmp_path / "long.wav", render(pieces, duration=55.0), 16000)
+    gate = Gate(after_first_chunk=True)
+    with running_server(settings, gate.loader) as url, httpx.Client(base_url=url) as client, browser_page() as page:
+        wait_ready(client)
+        page.goto(url)
+        page.wait_for_function("document.querySelector('#model').options.length > 0")
+        page.set_input_files("#file", str(audio))
+        page.click("#go")
+        page.wait_for_function("document.querySelector('#job-state').textContent.includes('%')")
+        value = page.locator("#progress").evaluate("p => p.value")
+        assert 0 < value < 1
+        assert f"{round(value * 100)} %" in page.inner_text("#job-state")
+        gate.release.release()
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert page.locator("#progress").evaluate("p => p.value") == 1
+
+
 def test_the_page_speaks_french_to_a_french_browser(settings):
     with running_server(settings) as url, browser_page(locale="fr-FR") as page:
         page.goto(url)

@@ -11,14 +11,14 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from wazo_stt.models.catalog import DEFAULT_PARAKEET, ParakeetId
+from wazo_stt.models.catalog import DEFAULT_PARAKEET, PARAKEET_MODELS
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     model_path: Path = Field(Path("/models/parakeet"), description="Directory of the Parakeet ONNX files")
-    model_name: ParakeetId = Field(
+    model_name: str = Field(
         DEFAULT_PARAKEET, description="Which Parakeet export lives in MODEL_PATH (v3 is multilingual)"
     )
     model_quantization: str = Field("int8", description="Suffix of the ONNX files ('int8' or '' for fp32)")
@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     db_busy_timeout_ms: int = Field(
         10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
     )
+
+    @field_validator("model_name")
+    @classmethod
+    def _known_parakeet(cls, value: str) -> str:
+        if value not in PARAKEET_MODELS:  # the catalogue is the one list of exports
+            raise ValueError(f"unknown Parakeet export {value!r}; choose one of {', '.join(PARAKEET_MODELS)}")
+        return value
 
     @field_validator("whisper_model_path", "chunk_max_secs", mode="before")
     @classmethod

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
 
 # Languages of Parakeet TDT 0.6B v3 (its model card); v2 is English only.
 V3_LANGUAGES = frozenset(
@@ -16,9 +15,7 @@ V3_LANGUAGES = frozenset(
     | {"lv", "lt", "mt", "pl", "pt", "ro", "sk", "sl", "es", "sv", "ru", "uk"}
 )
 
-# The ids, as a type for the settings (pydantic validates MODEL_NAME against it); PARAKEET_MODELS must match.
-ParakeetId = Literal["parakeet-tdt-0.6b-v3", "parakeet-tdt-0.6b-v2"]
-DEFAULT_PARAKEET: ParakeetId = "parakeet-tdt-0.6b-v3"
+DEFAULT_PARAKEET = "parakeet-tdt-0.6b-v3"
 
 
 @dataclass(frozen=True)
@@ -43,7 +40,6 @@ PARAKEET_MODELS: dict[str, ParakeetModel] = {
         ),
     )
 }
-assert set(PARAKEET_MODELS) == set(get_args(ParakeetId)), "ParakeetId and PARAKEET_MODELS disagree"
 
 
 def model_files(quantization: str) -> list[str]:
