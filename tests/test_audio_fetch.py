@@ -27,8 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-import wazo_stt.audio.fetch as fetch_module
-from wazo_stt.audio.fetch import FetchError, FetchPolicy, fetch_audio, redact_url
+import wazo_stt.netguard.guard as guard_module
+from wazo_stt.audio.fetch import UNREACHABLE_MESSAGE, FetchError, FetchPolicy, fetch_audio
+from wazo_stt.netguard import RedactingFilter, blocked_reason, install_log_redaction, redact_text, redact_url
 
 SECRET = "SECRET123"
 MAX_BYTES = 200_000
@@ -299,6 +300,12 @@ def tls_server(tls_cert: tuple[Path, Path]) -> Iterator[LocalServer]:
     srv.stop()
 
 
+@pytest.fixture(autouse=True)
+def _log_redaction() -> None:
+    """What the server does at start-up (wazo_stt.logs.setup_logging): importing the code installs nothing."""
+    install_log_redaction()
+
+
 @pytest.fixture
 def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     """Host names → addresses for ``_resolve``; a name missing from it fails like an unknown host."""
@@ -309,7 +316,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return table[host]
 
-    monkeypatch.setattr(fetch_module, "_resolve", resolve)
+    monkeypatch.setattr(guard_module, "resolve", resolve)
     return table
 
 
@@ -324,7 +331,8 @@ def no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _policy(**overrides: object) -> FetchPolicy:
-    values: dict[str, object] = {"max_bytes": MAX_BYTES, "timeout": 5.0} | overrides
+    """Detailed errors on, so each failure's own message can be checked (the default is one message for all)."""
+    values: dict[str, object] = {"max_bytes": MAX_BYTES, "timeout": 5.0, "detailed_errors": True} | overrides
     return FetchPolicy(**values)  # type: ignore[arg-type]
 
 
@@ -536,7 +544,7 @@ def test_metadata_address_is_refused_before_connecting(no_connection: None) -> N
     ],
 )
 def test_blocked_addresses(address: str) -> None:
-    assert fetch_module._blocked_reason(address) is not None
+    assert blocked_reason(address) is not None
 
 
 @pytest.mark.parametrize(
@@ -544,7 +552,7 @@ def test_blocked_addresses(address: str) -> None:
     ["127.0.0.1", "::1", "10.1.2.3", "172.16.0.5", "192.168.1.10", "fd12:3456::1", "8.8.8.8", "::ffff:10.0.0.1"],
 )
 def test_lan_and_loopback_addresses_are_allowed(address: str) -> None:
-    assert fetch_module._blocked_reason(address) is None
+    assert blocked_reason(address) is None
 
 
 def test_host_resolving_to_any_blocked_address_is_refused(fake_dns: dict[str, list[str]], no_connection: None) -> None:
@@ -703,10 +711,11 @@ def test_httpx_logs_are_redacted_not_silenced(server: LocalServer, caplog: pytes
 
 
 def test_log_filter_is_installed_once() -> None:
-    fetch_module._install_log_redaction()
+    install_log_redaction()
+    install_log_redaction()
     for name in ("httpx", "httpcore.http11", "httpcore.connection"):
         filters = logging.getLogger(name).filters
-        assert sum(isinstance(f, fetch_module._RedactingFilter) for f in filters) == 1
+        assert sum(isinstance(f, RedactingFilter) for f in filters) == 1
 
 
 # --------------------------------------------------------------------------------------------- redact_url
@@ -721,11 +730,14 @@ def test_log_filter_is_installed_once() -> None:
         ("https://pbx/v.wav?abcdef", "https://pbx/v.wav?REDACTED"),
         ("https://pbx/v.wav#frag", "https://pbx/v.wav"),
         ("https://pbx/v.wav?token=abc#frag", "https://pbx/v.wav?token=REDACTED"),
-        ("https://user:pw@pbx:8443/v.wav", "https://user:REDACTED@pbx:8443/v.wav"),
-        ("https://user@pbx/v.wav", "https://user@pbx/v.wav"),
+        ("https://user:pw@pbx:8443/v.wav", "https://REDACTED@pbx:8443/v.wav"),
+        ("https://TOKEN@pbx/v.wav", "https://REDACTED@pbx/v.wav"),
+        ("https://pbx/vm/1.wav;token=abc", "https://pbx/vm/1.wav;token=REDACTED"),
+        ("https://pbx/vm;sid=abc/1.wav;abcdef?x=1", "https://pbx/vm;sid=REDACTED/1.wav;REDACTED?x=REDACTED"),
         ("https://pbx/v.wav", "https://pbx/v.wav"),
         ("http://[::1]:8080/a?t=1", "http://[::1]:8080/a?t=REDACTED"),
         ("http://[::1/a?token=abc#x", "http://[::1/a?REDACTED"),
+        ("http://u:pw@[::1/a;token=abc?t=1", "http://REDACTED@[::1/a;token=REDACTED?REDACTED"),
         ("not a url", "not a url"),
     ],
 )
@@ -734,10 +746,36 @@ def test_redact_url(url: str, expected: str) -> None:
 
 
 def test_redact_text_handles_relative_urls_and_passwords() -> None:
-    text = "(b'Location', b'/x?token=abc&n=1') GET http://u:pw@h/y?k=v"
-    assert fetch_module._redact_text(text) == (
-        "(b'Location', b'/x?token=REDACTED&n=REDACTED') GET http://u:REDACTED@h/y?k=REDACTED"
+    text = "(b'Location', b'/x;sid=abc?token=abc&n=1') GET http://u:pw@h/y?k=v"
+    assert redact_text(text) == (
+        "(b'Location', b'/x;sid=REDACTED?token=REDACTED&n=REDACTED') GET http://REDACTED@h/y?k=REDACTED"
     )
+
+
+# --------------------------------------------------------------------------------------------- one error for all
+
+
+@pytest.mark.parametrize(
+    "case", ["refused", "dns", "timeout", "loop", "401", "404", "500", "html", "empty", "tls"]
+)
+def test_unreachable_hosts_all_get_the_same_error_by_default(
+    case: str, leak_cases: dict[str, tuple[str, dict[str, object]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Refused, timed out, TLS, HTTP error...: the client cannot tell them apart (no port scanner), the log can."""
+    url, overrides = leak_cases[case]
+    caplog.set_level(logging.INFO, logger="wazo_stt.audio.fetch")
+    error = _fetch_error(url, detailed_errors=False, **overrides)
+    assert (error.status_code, error.message) == (400, UNREACHABLE_MESSAGE)
+    detailed = _fetch_error(url, **overrides).message
+    assert detailed != UNREACHABLE_MESSAGE
+    assert any(detailed in r.getMessage() for r in caplog.records if r.name == "wazo_stt.audio.fetch")
+    assert SECRET not in caplog.text
+
+
+def test_policy_refusals_stay_specific_without_detailed_errors(no_connection: None) -> None:
+    """A refused host is a decision about the URL itself, not a probe of the network: it keeps its message."""
+    error = _fetch_error("http://169.254.169.254/latest/meta-data/", detailed_errors=False)
+    assert error.message.startswith("The audio URL's host is not allowed")
 
 
 # --------------------------------------------------------------------------------------------- policy
@@ -761,4 +799,5 @@ def test_policy_from_settings(tmp_path: Path) -> None:
         ca_bundle=tmp_path / "ca.pem",
         allowed_hosts=("pbx.example.com", "*.lan"),
         max_redirects=5,
+        detailed_errors=False,
     )

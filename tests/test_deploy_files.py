@@ -108,7 +108,7 @@ def test_compose_supports_the_two_command_deployment() -> None:
     assert server["build"]["context"] == "." and server["restart"] == "unless-stopped"
     assert "profiles" not in server  # `docker compose up -d` starts it
     assert server["ports"] == ["8000:8000"]
-    assert sorted(server["volumes"]) == ["./certs:/certs:ro", "wazo-stt-data:/data", "wazo-stt-models:/models"]
+    assert sorted(server["volumes"]) == ["./etc:/etc/wazo-stt:ro", "wazo-stt-data:/data", "wazo-stt-models:/models"]
     assert set(compose["volumes"]) == {"wazo-stt-models", "wazo-stt-data"}
     assert server["healthcheck"]["test"][0] == "CMD" and "/health" in " ".join(server["healthcheck"]["test"])
 
@@ -148,15 +148,19 @@ def test_compose_passes_every_setting_of_env_and_fixes_the_container_paths() -> 
     for service in ("wazo-stt", "model-downloader"):
         assert compose["services"][service]["env_file"] == [{"path": ".env", "required": False}]
     environment = compose["services"]["wazo-stt"]["environment"]
-    # Only what must differ from a host .env (container paths) or what compose itself reads is written here.
-    assert environment["MODEL_PATH"] == "/models/parakeet" and environment["DB_PATH"] == "/data/transcriptions.db"
-    assert set(environment) == {"MODEL_PATH", "DB_PATH", "SHUTDOWN_GRACE_SECS"}
+    # The container's paths are fixed (a host .env cannot move them); every other entry passes its own variable on.
+    assert environment.pop("MODEL_PATH") == "/models/parakeet"
+    assert environment.pop("DB_PATH") == "/data/transcriptions.db"
+    for name, value in environment.items():
+        match = _VARIABLE.fullmatch(str(value))
+        assert match and match["name"] == name, (name, value)
 
 
 def test_compose_mounts_a_ca_bundle_directory_and_can_build_the_whisper_variant() -> None:
     compose = _interpolated(_compose())
     server = compose["services"]["wazo-stt"]
-    assert "./certs:/certs:ro" in server["volumes"]
+    assert "./etc:/etc/wazo-stt:ro" in server["volumes"]  # URL_CA_BUNDLE=/etc/wazo-stt/pbx-ca.pem (security.md)
+    assert "/etc/wazo-stt/pbx-ca.pem" in (ROOT / "docs" / "security.md").read_text()
     assert server["build"]["args"] == {"EXTRAS": ""}
     extras = [a for _, i, a in _instructions() if i == "RUN" and "pip install" in a]
     assert '".${EXTRAS:+[$EXTRAS]}"' in extras[0]
@@ -165,6 +169,23 @@ def test_compose_mounts_a_ca_bundle_directory_and_can_build_the_whisper_variant(
             ["sh", "-c", 'echo ".${EXTRAS:+[$EXTRAS]}"'], env={"EXTRAS": value}, capture_output=True, text=True
         ).stdout.strip()
         assert out == wanted
+
+
+def test_compose_defaults_are_the_servers_defaults() -> None:
+    """Each ${VAR:-default} in the compose file must leave the server where it would be with VAR unset."""
+    defaults = Settings(_env_file=None)
+    environment = _compose()["services"]["wazo-stt"]["environment"]
+    checked = 0
+    for name, value in environment.items():
+        match = _VARIABLE.fullmatch(str(value))
+        if match is None or match["default"] is None:
+            continue
+        field = name.lower()
+        assert field in Settings.model_fields, f"{name} is not a setting"
+        parsed = Settings(_env_file=None, **{field: match["default"]})
+        assert getattr(parsed, field) == getattr(defaults, field), name
+        checked += 1
+    assert checked >= 5
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------------------

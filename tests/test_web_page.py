@@ -17,14 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 import srt
-from fastapi.responses import JSONResponse
 
 from tests.support.audio_fixtures import write_wav
 from tests.support.browser import browser_page
 from tests.support.gate import Gate
-from tests.support.server import running_app, running_server, wait_ready
+from tests.support.server import running_server, wait_ready
 from tests.support.tiny_parakeet import expected_text, render
-from wazo_stt.api import create_app
 from wazo_stt.models.catalog import embedded_whisper_path
 
 PIECES = [("▁hello", 0.5), ("▁world", 1.6), ("▁the", 2.6), ("▁cat", 3.3)]
@@ -195,22 +193,13 @@ def test_swagger_ui_works_offline_from_packaged_assets(settings):
 
 
 def test_the_page_asks_for_the_api_key_once_and_sends_it_as_bearer(settings, tones):
-    # A server whose API needs a key (the auth layer itself is tested elsewhere): here a middleware in front of
-    # the real app that answers 401 in OpenAI's shape to any /v1 request without "Bearer sesame".
-    seen: list[str] = []
-
-    app = create_app(settings)
-
-    @app.middleware("http")
-    async def require_key(request, call_next):
-        if request.url.path.startswith("/v1/"):
-            seen.append(request.headers.get("authorization", ""))
-            if request.headers.get("authorization") != "Bearer sesame":
-                return JSONResponse({"error": {"message": "Missing API key", "type": "invalid_request_error"}}, 401)
-        return await call_next(request)
-
-    with running_app(app) as url, httpx.Client(base_url=url) as client, browser_page() as page:
+    # Keys on (the real auth layer): the page and its assets load without a key, the first API call answers 401,
+    # the page asks once, keeps the key in the tab and sends it as a Bearer token from then on.
+    settings.api_keys = "sesame:web"
+    sent: list[str] = []
+    with running_server(settings) as url, httpx.Client(base_url=url) as client, browser_page() as page:
         wait_ready(client)
+        page.on("request", lambda r: "/v1/" in r.url and sent.append(r.headers.get("authorization", "")))
         page.goto(url)
         page.wait_for_selector("#key-dialog[open]")
         page.fill("#key", "sesame")
@@ -222,4 +211,5 @@ def test_the_page_asks_for_the_api_key_once_and_sends_it_as_bearer(settings, ton
         assert page.evaluate("sessionStorage.getItem('wazo-stt-api-key')") == "sesame"
         assert page.evaluate("localStorage.length") == 0  # kept in the tab only
         assert page.locator("#transcript .w").count() == len(PIECES)
-        assert seen[0] == "" and set(seen[1:]) == {"Bearer sesame"}  # asked once, then always sent
+        assert sent[0] == "" and set(sent[1:]) == {"Bearer sesame"}, sent  # asked once, then always sent
+        assert client.get("/docs").status_code == 200 and client.get("/web/app.js").status_code == 200

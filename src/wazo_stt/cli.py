@@ -26,10 +26,16 @@ EXTENSIONS = {"json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "verbos
 
 def _serve(args: argparse.Namespace) -> int:
     from wazo_stt.api.serve import serve
+    from wazo_stt.auth import ApiKeyError
+    from wazo_stt.logs import setup_logging
 
     settings = _settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return serve(settings, host=args.host, port=args.port)
+    setup_logging(settings)
+    try:
+        return serve(settings, host=args.host, port=args.port)
+    except ApiKeyError as exc:  # API_KEYS malformed, API_KEYS_FILE unreadable
+        _error(f"invalid configuration: {exc}")
+        return 2
 
 
 def _error(message: str) -> None:

@@ -6,6 +6,7 @@ working unchanged.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -50,6 +51,10 @@ class Settings(BaseSettings):
     url_allowed_hosts: str = Field(
         "", description="Comma-separated host patterns (fnmatch) audio URLs may point to; empty allows any"
     )
+    url_detailed_errors: bool = Field(
+        False,
+        description="Tell clients why an audio URL failed (refused, timeout, TLS, HTTP status); off: one error for all",
+    )
     text_retention_days: int = Field(365, ge=0, description="0 keeps transcripts forever")
 
     enable_vad: bool = Field(True, description="Silero VAD: skip silence and cut chunks in pauses")
@@ -61,7 +66,18 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
-    cors_origins: str = Field("*", description="Comma-separated origins allowed by CORS")
+    cors_origins: str = Field(
+        "*", description="Comma-separated origins allowed by CORS: the portal's origin ('*' only for a local install)"
+    )
+    api_keys: str = Field(
+        "", description="API keys, 'key1:tenant1,key2:tenant2[:admin]'; set (or API_KEYS_FILE set): keys required"
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of API keys, one 'KEY TENANT [admin]' per line; re-read when it changes"
+    )
+    log_levels: str = Field(
+        "", description="Per-logger levels, 'sqlalchemy.engine=debug,httpx=info' (driver loggers stay at warning)"
+    )
     shutdown_grace_secs: float = Field(
         30, ge=0, description="On SIGTERM, how long the running job may finish before it is put back in the queue"
     )
@@ -76,12 +92,23 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown Parakeet export {value!r}; choose one of {', '.join(PARAKEET_MODELS)}")
         return value
 
-    @field_validator("whisper_model_path", "chunk_max_secs", mode="before")
+    @field_validator("whisper_model_path", "chunk_max_secs", "api_keys_file", "url_ca_bundle", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # An empty value, as compose files write an unset variable, means "not set": no Whisper (not "."), the
         # engine's own chunk bound.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_levels")
+    @classmethod
+    def _valid_log_levels(cls, value: str) -> str:
+        parse_log_levels(value)
+        return value
+
+    @property
+    def log_level_map(self) -> dict[str, int]:
+        """``LOG_LEVELS`` as {logger name: level}."""
+        return parse_log_levels(self.log_levels)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -94,3 +121,17 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def parse_log_levels(value: str) -> dict[str, int]:
+    """``name=level,name=level`` → {logger name: level}; raises ValueError on a bad item."""
+    levels: dict[str, int] = {}
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue
+        name, sep, level = item.partition("=")
+        number = logging.getLevelName(level.strip().upper())
+        if not sep or not name.strip() or not isinstance(number, int):
+            raise ValueError(f"{item!r} is not logger=level (level: debug, info, warning, error)")
+        levels[name.strip()] = number
+    return levels

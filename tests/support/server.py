@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 
 import uvicorn
-from starlette.types import ASGIApp
 
 from wazo_stt.api import create_app
 from wazo_stt.api.app import EngineLoader
@@ -19,14 +18,9 @@ from wazo_stt.engine.loader import load_engines
 @contextlib.contextmanager
 def running_server(settings: Settings, engine_loader: EngineLoader = load_engines) -> Iterator[str]:
     """Yield the base URL (``http://127.0.0.1:PORT``) of a server that is up and has finished start-up."""
-    with running_app(create_app(settings, engine_loader)) as url:
-        yield url
-
-
-@contextlib.contextmanager
-def running_app(app: ASGIApp) -> Iterator[str]:
-    """``running_server`` for an app a test has built (and perhaps wrapped) itself."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings, engine_loader), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -11,7 +11,6 @@ EFBIG, as a full disk fails them with ENOSPC, instead of killing the process.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -20,12 +19,13 @@ from pathlib import Path
 from tests.support.engines import SlowEngines
 from wazo_stt.api.serve import serve
 from wazo_stt.config import Settings
+from wazo_stt.logs import setup_logging
 
 
 def main() -> int:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     settings = Settings(_env_file=None)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(settings)
     crash = os.environ.get("WAZO_TEST_CRASH_ON_SECONDS")
     journal = os.environ.get("WAZO_TEST_JOURNAL")
     engines = SlowEngines(

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from wazo_stt import __version__
+from wazo_stt.api.auth import authenticate
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
 from wazo_stt.api.reload import reload_when_model_arrives
 from wazo_stt.api.routes import service, transcriptions
 from wazo_stt.api.state import ServerState
+from wazo_stt.auth import KeyRing
 from wazo_stt.config import Settings
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.loader import load_engines
@@ -25,6 +28,7 @@ from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.netguard import install_log_redaction
 from wazo_stt.web import install_web
 
 log = logging.getLogger(__name__)
@@ -72,8 +76,21 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
             await asyncio.gather(*background, return_exceptions=True)
             await store.close()
 
-    # web.install_web serves /docs with Swagger UI's assets from a package; ReDoc would need a CDN.
-    app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_log_redaction()  # idempotent; also done by logs.setup_logging, but the app may be run without it
+    keyring = KeyRing(settings.api_keys, settings.api_keys_file)
+    _warn_if_open(settings, keyring)
+    # Every route needs a key when keys are on, except api.auth.PUBLIC_PATHS (/health) and the page and docs of
+    # web.install_web (static, no data: the page asks for the key itself). web.install_web serves /docs with
+    # Swagger UI's assets from a package; ReDoc would need a CDN.
+    app = FastAPI(
+        title="wazo-stt",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(authenticate)],
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.keyring = keyring
     install_error_handlers(app)
     install_web(app)
     app.include_router(transcriptions.router)
@@ -89,6 +106,27 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
         expose_headers=["X-Job-Id", "Retry-After"],
     )
     return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_if_open(settings: Settings, keyring: KeyRing) -> None:
+    """Any web page a LAN user opens could read transcripts: CORS '*', no keys, and reachable from the network."""
+    if "*" in settings.cors_origin_list and not keyring.enabled and not _is_loopback(settings.host):
+        log.warning(
+            "CORS_ORIGINS=* with no API key on %s: any web page a user opens can read and submit transcripts. "
+            "Set API_KEYS (or API_KEYS_FILE) and CORS_ORIGINS to your portal's origin; see docs/security.md",
+            settings.host,
+        )
+    elif keyring.enabled:
+        log.info("API keys on")
 
 
 async def _load(state: ServerState, engine_loader: EngineLoader) -> None:

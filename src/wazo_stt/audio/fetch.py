@@ -3,16 +3,14 @@
 The URL typically points at a Wazo PBX voicemail and carries the user's API token in ``?token=…``, and it is
 chosen by the client, so this module is written defensively:
 
-* **No token leaks.** Error messages and our logs only ever show :func:`redact_url` forms, httpx exceptions
-  (whose text embeds the full URL) are never echoed, and a logging filter installed on the ``httpx`` and
-  ``httpcore.*`` loggers redacts query strings from *their* records (httpx logs every request URL at INFO).
-* **SSRF guard.** Every hop (the first URL and each redirect) is resolved with the event loop's non-blocking
-  resolver and refused when *any* address is link-local / cloud-metadata / unspecified / multicast (IPv4-mapped,
-  NAT64 and 6to4 embeddings included). Private LAN ranges and loopback stay allowed on purpose: PBXs live there.
-  An optional host allow-list (fnmatch patterns) is checked on every hop too. The connection then goes to the
-  very address that was checked (the URL's host is swapped for the IP, with the original ``Host`` header and TLS
-  SNI / certificate name kept), so a DNS answer that changes between the check and the connection (DNS
-  rebinding) cannot redirect us to a blocked address.
+* **No token leaks.** Error messages and our logs only ever show redacted URLs
+  (:func:`wazo_stt.netguard.redact_url`), and httpx exceptions (whose text embeds the full URL) are never echoed.
+* **SSRF guard.** Every hop (the first URL and each redirect) goes through :class:`wazo_stt.netguard.NetworkGuard`
+  (blocked address ranges on the resolved addresses, optional host allow-list) and the connection goes to the very
+  address that was checked (:func:`wazo_stt.netguard.pin`).
+* **No port scanner.** Whether the host refused the connection, timed out, failed TLS, answered an HTTP error or
+  served no audio, the client gets one and the same error; the reason goes to the log (redacted). Operators who
+  want it in the answer too set ``URL_DETAILED_ERRORS=true``.
 * **Bounded.** One deadline covers the whole download (DNS, connect, every redirect, body), redirects are
   followed manually up to a limit, and the body is capped at ``max_bytes`` whether or not the server announces a
   Content-Length (endless bodies are cut off as soon as they pass the cap).
@@ -28,34 +26,36 @@ Known limits:
 * With ``ca_bundle`` set only that bundle is trusted (not the public CAs as well).
 * The allow-list matches the host name as written in the URL (no port); an IP-literal URL must be allowed by an
   IP pattern.
+* A too-large body is still its own answer (413): the size limit is the client's to know.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import fnmatch
-import ipaddress
 import logging
 import os
-import re
-import socket
 import ssl
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
+from wazo_stt.netguard import GuardError, HostRefused, NetworkGuard, pin, redact_text, redact_url
+
 if TYPE_CHECKING:
     from wazo_stt.config import Settings
 
-__all__ = ["FetchError", "FetchPolicy", "fetch_audio", "redact_url"]
+# redact_url is re-exported for the routes, which name the URL they stored.
+__all__ = ["UNREACHABLE_MESSAGE", "FetchError", "FetchPolicy", "fetch_audio", "redact_url"]
 
 logger = logging.getLogger(__name__)
 
-_REDACTED = "REDACTED"
+# What the client hears, whatever went wrong between us and the host (unless URL_DETAILED_ERRORS is on).
+UNREACHABLE_MESSAGE = (
+    "Could not download the audio URL: the host is unreachable or did not return audio (the server log has the reason)"
+)
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _CHUNK_SIZE = 64 * 1024
 _USER_AGENT = "wazo-stt"
@@ -71,6 +71,7 @@ class FetchPolicy:
     ca_bundle: Path | None = None
     allowed_hosts: tuple[str, ...] = ()  # fnmatch patterns, lower-case; empty = any host (minus blocked ranges)
     max_redirects: int = 5
+    detailed_errors: bool = False  # tell the client why an unreachable host failed (refused, timeout, TLS...)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchPolicy:
@@ -80,6 +81,7 @@ class FetchPolicy:
             verify_tls=settings.url_verify_tls,
             ca_bundle=settings.url_ca_bundle,
             allowed_hosts=tuple(settings.url_allowed_host_list),
+            detailed_errors=settings.url_detailed_errors,
         )
 
 
@@ -99,183 +101,11 @@ class FetchError(Exception):
         return f"FetchError({self.status_code}, {self.message!r})"
 
 
-# --------------------------------------------------------------------------------------------- redaction
+class _Unreachable(FetchError):
+    """A failure on the host's side of the connection; its detail is logged, and shown only when asked for."""
 
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with every query value and any userinfo password replaced by ``REDACTED``.
-
-    The fragment is dropped. Keys are kept so logs still tell *which* parameters were sent. Never raises: an
-    unparsable URL is cut at its query string instead.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            if ":" in userinfo:
-                userinfo = userinfo.split(":", 1)[0] + ":" + _REDACTED
-            netloc = f"{userinfo}@{hostport}"
-        query = "&".join(_redact_query_item(item) for item in parts.query.split("&")) if parts.query else ""
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-    except ValueError:
-        base = url.split("#", 1)[0]
-        base, sep, _ = base.partition("?")
-        base = re.sub(r"//([^/@:]*):[^/@]*@", rf"//\1:{_REDACTED}@", base)
-        return f"{base}?{_REDACTED}" if sep else base
-
-
-def _redact_query_item(item: str) -> str:
-    if not item:
-        return item
-    key, sep, _ = item.partition("=")
-    # A bare ``?abcdef`` item may itself be a secret: redact it whole.
-    return f"{key}={_REDACTED}" if sep else _REDACTED
-
-
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-_QUERY_VALUE_IN_TEXT = re.compile(r"([?&;][^\s=&#'\"?]+=)[^\s&#'\"]*")
-_USERINFO_IN_TEXT = re.compile(r"(//[^/\s@:'\"]*):[^/\s@'\"]*@")
-
-
-def _redact_text(text: str) -> str:
-    """Redact every URL-ish thing in free text (log lines, exception strings).
-
-    Absolute URLs go through :func:`redact_url`; relative ones (e.g. a ``Location`` header logged by httpcore)
-    have their ``key=value`` query pairs redacted.
-    """
-    text = _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
-    text = _QUERY_VALUE_IN_TEXT.sub(rf"\1{_REDACTED}", text)
-    return _USERINFO_IN_TEXT.sub(rf"\1:{_REDACTED}@", text)
-
-
-class _RedactingFilter(logging.Filter):
-    """Rewrite httpx/httpcore log records so the URL's token never reaches a log handler.
-
-    httpx logs ``HTTP Request: GET <full url>`` at INFO and httpcore logs response headers (``Location`` may carry
-    a token) at DEBUG. The record is formatted once, redacted, and its arguments dropped.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is not ours to fix, but must not leak either
-            message = str(record.msg)
-        record.msg = _redact_text(message)
-        record.args = None
-        return True
-
-
-_FILTERED_LOGGERS = (
-    "httpx",
-    "httpcore",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-    "httpcore.socks",
-)
-
-
-def _install_log_redaction() -> None:
-    """Attach the redacting filter to each httpx/httpcore logger.
-
-    Logger filters only see records logged on *that* logger (not on its children), hence the explicit list of
-    httpcore sub-loggers. Idempotent, so re-imports (tests, reloads) don't stack filters.
-    """
-    for name in _FILTERED_LOGGERS:
-        target = logging.getLogger(name)
-        if not any(isinstance(f, _RedactingFilter) for f in target.filters):
-            target.addFilter(_RedactingFilter())
-
-
-_install_log_redaction()
-
-
-# --------------------------------------------------------------------------------------------- SSRF guard
-
-_BLOCKED_NETWORKS: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
-    (ipaddress.ip_network("169.254.0.0/16"), "link-local / cloud metadata"),
-    (ipaddress.ip_network("100.100.100.200/32"), "cloud metadata"),
-    (ipaddress.ip_network("0.0.0.0/8"), "unspecified"),
-    (ipaddress.ip_network("255.255.255.255/32"), "broadcast"),
-    (ipaddress.ip_network("fe80::/10"), "link-local"),
-    (ipaddress.ip_network("fd00:ec2::/32"), "cloud metadata"),
-    (ipaddress.ip_network("::/128"), "unspecified"),
-)
-_NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
-
-
-def _blocked_reason(address: str) -> str | None:
-    """Why we refuse to connect to ``address`` (an IP string), or ``None`` when it is fine.
-
-    IPv6 addresses that embed an IPv4 one (IPv4-mapped ``::ffff:a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d``, 6to4) are
-    checked as that IPv4 address too, since they can route to it.
-    """
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return "not an IP address"
-    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            candidates.append(ip.ipv4_mapped)
-        if ip.sixtofour is not None:
-            candidates.append(ip.sixtofour)
-        if ip in _NAT64_PREFIX:
-            candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
-    for candidate in candidates:
-        if candidate.is_multicast:
-            return "multicast"
-        for network, reason in _BLOCKED_NETWORKS:
-            if candidate.version == network.version and candidate in network:
-                return reason
-    return None
-
-
-async def _resolve(host: str, port: int) -> list[str]:
-    """Resolve ``host`` to its distinct IP addresses, in resolver order, without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    addresses: list[str] = []
-    for _family, _type, _proto, _canon, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
-def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
-    return not patterns or any(fnmatch.fnmatchcase(host, p.lower()) for p in patterns)
-
-
-async def _checked_addresses(url: httpx.URL, policy: FetchPolicy) -> list[str]:
-    """Apply the allow-list and the SSRF rules to one hop; return the addresses we may connect to."""
-    host = url.raw_host.decode("ascii").lower().rstrip(".")  # IDNA (punycode) form: what DNS and TLS see
-    display_host = url.host.lower().rstrip(".")  # the Unicode form, also accepted by the allow-list
-    if not (_host_allowed(host, policy.allowed_hosts) or _host_allowed(display_host, policy.allowed_hosts)):
-        raise FetchError(400, f"The audio URL's host is not allowed ({host} is not in URL_ALLOWED_HOSTS)")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [str(literal)]
-    else:
-        try:
-            addresses = await _resolve(host, port)
-        except (socket.gaierror, UnicodeError, OSError):
-            logger.info("Could not resolve the host of audio URL %s", redact_url(str(url)))
-            raise FetchError(400, f"Could not resolve the audio URL's host ({host})") from None
-        if not addresses:
-            raise FetchError(400, f"Could not resolve the audio URL's host ({host})")
-    for address in addresses:
-        reason = _blocked_reason(address)
-        if reason is not None:
-            logger.warning("Refused audio URL %s: %s resolves to %s (%s)", redact_url(str(url)), host, address, reason)
-            raise FetchError(400, f"The audio URL's host is not allowed ({host} points to a blocked {reason} address)")
-    return addresses
+    def __init__(self, message: str) -> None:
+        super().__init__(400, message)
 
 
 # --------------------------------------------------------------------------------------------- download
@@ -291,8 +121,8 @@ def _too_large(policy: FetchPolicy) -> FetchError:
     return FetchError(413, f"The audio at the URL is larger than the {_format_mb(policy.max_bytes)} MB limit")
 
 
-def _timed_out(policy: FetchPolicy) -> FetchError:
-    return FetchError(400, f"Timed out after {policy.timeout:g} s downloading the audio URL")
+def _timed_out(policy: FetchPolicy) -> str:
+    return f"Timed out after {policy.timeout:g} s downloading the audio URL"
 
 
 def _parse_url(url: str) -> httpx.URL:
@@ -396,23 +226,19 @@ async def _fetch_hop(
     Addresses are tried in resolver order, moving on only when a TCP connection cannot be opened (e.g. a
     ``localhost`` that resolves to ``::1`` first while the server only listens on IPv4).
     """
-    headers = {"Host": url.netloc.decode("ascii")}
-    extensions: dict[str, object] = {}
-    if url.scheme == "https" and not _is_ip_literal(url.host):
-        # Also the name the certificate is verified against, although we connect to an IP.
-        extensions["sni_hostname"] = url.raw_host.decode("ascii").rstrip(".")
     for index, address in enumerate(addresses):
-        pinned = url.copy_with(host=address)
+        target = pin(url, address)
         try:
-            async with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
+            request = client.stream("GET", target.url, headers=target.headers, extensions=target.extensions)
+            async with request as response:
                 status = response.status_code
                 if status in _REDIRECT_CODES and "location" in response.headers:
                     try:
                         return url.join(response.headers["location"])
                     except (httpx.InvalidURL, ValueError):
-                        raise FetchError(400, "The audio URL redirected to an invalid URL") from None
+                        raise _Unreachable("The audio URL redirected to an invalid URL") from None
                 if not 200 <= status < 300:
-                    raise FetchError(400, _status_message(status))
+                    raise _Unreachable(_status_message(status))
                 return await _read_body(response, policy)
         except httpx.ConnectError as exc:
             last = index == len(addresses) - 1
@@ -422,15 +248,8 @@ async def _fetch_hop(
     raise AssertionError("unreachable: addresses is never empty")
 
 
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 async def _download(url: httpx.URL, policy: FetchPolicy) -> bytes:
+    guard = NetworkGuard(policy.allowed_hosts)
     timeout = httpx.Timeout(policy.timeout)
     async with httpx.AsyncClient(
         verify=_ssl_verify(policy),
@@ -441,21 +260,26 @@ async def _download(url: httpx.URL, policy: FetchPolicy) -> bytes:
     ) as client:
         redirects = 0
         while True:
-            addresses = await _checked_addresses(url, policy)
+            try:
+                addresses = await guard.check(url, subject="audio URL")
+            except HostRefused as exc:
+                raise FetchError(400, exc.message) from None
+            except GuardError as exc:
+                raise _Unreachable(exc.message) from None
             result = await _fetch_hop(client, url, addresses, policy)
             if isinstance(result, bytes):
                 if not result:
-                    raise FetchError(400, "The audio URL returned no data")
+                    raise _Unreachable("The audio URL returned no data")
                 if _looks_like_html(result):
-                    raise FetchError(400, "The audio URL returned an HTML page, not audio")
+                    raise _Unreachable("The audio URL returned an HTML page, not audio")
                 return result
             if result.scheme not in ("http", "https") or not result.host:
-                raise FetchError(400, "The audio URL redirected to a non-http(s) URL")
+                raise _Unreachable("The audio URL redirected to a non-http(s) URL")
             if result.port is not None and not 0 < result.port < 65536:
-                raise FetchError(400, "The audio URL redirected to an invalid URL")
+                raise _Unreachable("The audio URL redirected to an invalid URL")
             redirects += 1
             if redirects > policy.max_redirects:
-                raise FetchError(400, f"The audio URL made too many redirects (more than {policy.max_redirects})")
+                raise _Unreachable(f"The audio URL made too many redirects (more than {policy.max_redirects})")
             logger.debug("Audio URL redirected to %s", redact_url(str(result)))
             url = result
 
@@ -463,8 +287,9 @@ async def _download(url: httpx.URL, policy: FetchPolicy) -> bytes:
 async def fetch_audio(url: str, policy: FetchPolicy) -> bytes:
     """Download the audio at ``url`` under ``policy`` and return its raw bytes (not yet decoded).
 
-    Raises :class:`FetchError` for anything the client can fix (bad URL, refused host, HTTP error, timeout, too
-    large, empty or HTML body). The message never contains the URL's query string or password.
+    Raises :class:`FetchError` for anything the client can fix (bad URL, refused host, unreachable host, too
+    large). The message never contains the URL's secrets; for an unreachable host it is :data:`UNREACHABLE_MESSAGE`
+    unless ``policy.detailed_errors``.
     """
     parsed = _parse_url(url)
     safe_url = redact_url(url)
@@ -472,20 +297,24 @@ async def fetch_audio(url: str, policy: FetchPolicy) -> bytes:
     try:
         async with asyncio.timeout(policy.timeout):
             body = await _download(parsed, policy)
+    except _Unreachable as exc:
+        raise _answer(policy, safe_url, exc.message) from None
     except FetchError as exc:
         logger.info("Audio URL %s refused: %s", safe_url, exc.message)
         raise
     except (TimeoutError, httpx.TimeoutException):
-        logger.info("Audio URL %s timed out after %g s", safe_url, policy.timeout)
-        raise _timed_out(policy) from None
+        raise _answer(policy, safe_url, _timed_out(policy)) from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol):
         raise FetchError(400, "url is not a valid URL") from None
     except httpx.TransportError as exc:
-        message = _describe_network_error(exc)
-        logger.info("Audio URL %s failed: %s (%s)", safe_url, message, _redact_text(repr(exc)))
-        raise FetchError(400, message) from None
+        raise _answer(policy, safe_url, _describe_network_error(exc), redact_text(repr(exc))) from None
     except httpx.HTTPError as exc:
-        logger.info("Audio URL %s failed: %s", safe_url, type(exc).__name__)
-        raise FetchError(400, f"Could not download the audio URL ({type(exc).__name__})") from None
+        raise _answer(policy, safe_url, f"Could not download the audio URL ({type(exc).__name__})") from None
     logger.debug("Downloaded %d bytes of audio from %s", len(body), safe_url)
     return body
+
+
+def _answer(policy: FetchPolicy, safe_url: str, detail: str, cause: str = "") -> FetchError:
+    """Log why the host could not give us the audio, and build what the client is told."""
+    logger.info("Audio URL %s failed: %s%s", safe_url, detail, f" ({cause})" if cause else "")
+    return FetchError(400, detail if policy.detailed_errors else UNREACHABLE_MESSAGE)

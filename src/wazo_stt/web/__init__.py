@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -31,12 +31,10 @@ def install_web(app: FastAPI) -> None:
     app.mount("/web", StaticFiles(directory=STATIC_DIR), name="web")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_dir()), name="docs-assets")
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
+    async def page(request: Request) -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
+    async def docs(request: Request) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title} - API",
@@ -44,3 +42,8 @@ def install_web(app: FastAPI) -> None:
             swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon.png",
         )
+
+    # Plain routes, as FastAPI adds its own /docs and /openapi.json: the app's dependencies (the API-key check)
+    # do not apply. They hold no data; the page asks for the key when an API call answers 401.
+    app.add_route("/", page, include_in_schema=False)
+    app.add_route("/docs", docs, include_in_schema=False)
