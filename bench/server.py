@@ -139,12 +139,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve(
-    model: Path, extra_env: dict[str, str] | None = None, *, warm_up: Path | None = None
+    model: Path,
+    extra_env: dict[str, str] | None = None,
+    *,
+    warm_up: Path | None = None,
+    module: str = "wazo_stt",
 ) -> Iterator[ServerProcess]:
     """Start ``wazo-stt serve`` on a loopback port, wait until the model is loaded, stop it afterwards.
 
     ``warm_up``: a file transcribed once before yielding, so the first measured request does not pay for
-    ONNX Runtime's first-run allocations (a running server has long paid them).
+    ONNX Runtime's first-run allocations (a running server has long paid them). ``module``: what
+    ``python -m`` runs with the ``serve`` argument (a variant of the server, for a baseline).
     """
     with tempfile.TemporaryDirectory(prefix="wazo-stt-bench-") as tmp:
         port = free_port()
@@ -161,7 +166,7 @@ def serve(
         with log_path.open("wb") as log_file:
             # cwd in the temporary directory: a developer's .env in the repository must not change the numbers.
             process = subprocess.Popen(
-                [sys.executable, "-m", "wazo_stt", "serve"],
+                [sys.executable, "-m", module, "serve"],
                 cwd=tmp,
                 env={**os.environ, **env},
                 stdout=log_file,

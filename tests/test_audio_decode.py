@@ -8,6 +8,7 @@ pitch (the resampler), and the click's position (word timestamps must not drift 
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import struct
 import tracemalloc
@@ -37,7 +38,8 @@ from tests.support.audio_fixtures import (
     write_faststart_m4a,
     write_wav,
 )
-from wazo_stt.audio import SAMPLE_RATE, AudioError, DecodedAudio, decode_audio
+from tests.support.bombs import silent_flac, wav_claiming_channels, wav_claiming_rate
+from wazo_stt.audio import SAMPLE_RATE, AudioError, DecodedAudio, decode_audio, inspect_audio
 from wazo_stt.audio import decode as decode_module
 
 ONE_SAMPLE = 1 / SAMPLE_RATE
@@ -427,3 +429,99 @@ def test_decoding_holds_the_recording_once(declares_duration: bool) -> None:
         tracemalloc.stop()
     assert decoded.duration == pytest.approx(seconds, abs=0.1)
     assert peak < 1.1 * decoded.samples.nbytes + 2_000_000, (peak, decoded.samples.nbytes)
+
+
+# --- hostile uploads (issue 14): refused from the header, or decoded without holding them ----------------------
+
+
+@pytest.mark.parametrize("check", [decode_audio, inspect_audio], ids=["decode", "inspect"])
+def test_a_wav_claiming_1_hz_is_refused_from_its_header(check: Callable[..., object]) -> None:
+    """16 KB at a claimed 1 Hz passed for 2 h 13 min of audio; 4 kHz is the floor."""
+    with _counting_decoded_seconds() as decoded, pytest.raises(AudioError) as caught:
+        check(wav_claiming_rate(1), max_duration=14400)
+    assert caught.value.reason == "undecodable"
+    assert "implausible sample rate (1 Hz); accepted: 4000 to 768000 Hz" in caught.value.message
+    assert decoded[0] == 0
+
+
+@pytest.mark.parametrize(("rate", "refused"), [(3_999, True), (4_000, False), (8_000, False)])
+def test_the_sample_rate_floor(rate: int, refused: bool) -> None:
+    data = wav_claiming_rate(rate)
+    if refused:
+        with pytest.raises(AudioError, match="implausible sample rate"):
+            inspect_audio(data)
+    else:
+        assert inspect_audio(data).source_rate == rate
+
+
+def test_a_header_claiming_too_many_channels_is_refused() -> None:
+    with _counting_decoded_seconds() as decoded, pytest.raises(AudioError, match="100 channels"):
+        inspect_audio(wav_claiming_channels(100))
+    assert decoded[0] == 0
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_inspecting_agrees_with_decoding(case: Case, tmp_path: Path) -> None:
+    """What a submission records (inspect_audio) is what the worker will decode (decode_audio), to the sample."""
+    data = case.make(tmp_path).read_bytes()
+    decoded, info = decode_audio(data), inspect_audio(data)
+    assert info.duration == decoded.duration
+    assert (info.codec, info.container, info.source_rate, info.channels) == (
+        decoded.codec,
+        decoded.container,
+        decoded.source_rate,
+        decoded.channels,
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not audio at all" * 100, wav_bytes(np.zeros(8000, dtype=np.float32), 8000)],
+    ids=["empty", "garbage", "silence"],
+)
+def test_inspecting_refuses_what_decoding_refuses(data: bytes) -> None:
+    with pytest.raises(AudioError) as by_decode:
+        decode_audio(data)
+    with pytest.raises(AudioError) as by_inspect:
+        inspect_audio(data)
+    assert (by_inspect.value.reason, by_inspect.value.message) == (by_decode.value.reason, by_decode.value.message)
+
+
+def test_inspecting_ten_minutes_holds_no_samples() -> None:
+    """decode_audio holds 64 KB per second (38 MB for these 10 minutes); inspect_audio holds one frame at a time."""
+    data = wav_bytes(np.tile(sine(8000, 1.0, 440, 0.3), 600), 8000)
+    tracemalloc.start()
+    try:
+        info = inspect_audio(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.duration == pytest.approx(600, abs=0.01)
+    assert peak < 2_000_000, peak
+
+
+def test_a_flac_bomb_without_a_declared_length_is_stopped_at_the_limit() -> None:
+    bomb = silent_flac(1800, declare_duration=False)  # 30 minutes in ~330 KB
+    assert len(bomb) < 400_000
+    with _counting_decoded_seconds() as decoded, pytest.raises(AudioError) as caught:
+        inspect_audio(bomb, max_duration=60)
+    assert caught.value.reason == "too_long"
+    assert decoded[0] < 62
+
+
+def test_a_refused_decode_frees_its_buffer_without_the_garbage_collector() -> None:
+    """A refusal once left its 0.9 GB buffer in a reference cycle until the collector ran: here, none runs."""
+    bomb = silent_flac(600, declare_duration=False)  # buffers 60 s, then grows: 38 MB by the 10-minute limit
+    gc.collect()
+    gc.disable()
+    try:
+        tracemalloc.start()
+        with pytest.raises(AudioError, match="longer than") as caught:
+            decode_audio(bomb, max_duration=590)
+        del caught
+        held, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        gc.enable()
+    assert peak > 30_000_000, peak  # the buffer was there...
+    assert held < 1_000_000, held  # ...and is gone, with no collection

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.suites import latency, overhead, responsiveness, scaling, throughput, tuning
+from bench.suites import hostile, latency, overhead, responsiveness, scaling, throughput, tuning
 
 BENCHMARKS = {
     "overhead": overhead.run,
@@ -11,4 +11,5 @@ BENCHMARKS = {
     "throughput": throughput.run,
     "scaling": scaling.run,
     "tuning": tuning.run,
+    "hostile": hostile.run,
 }

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     max_queue_size: int = Field(100, ge=1)
     max_upload_mb: float = Field(100, gt=0)
     max_audio_duration_secs: float = Field(14400, gt=0)
+    decode_memory_mb: float = Field(
+        64, gt=0, description="Memory for checking uploads; each decode in flight reserves 16 MB (64: 4 at once)"
+    )
+    decode_wait_secs: float = Field(
+        10, ge=0, description="How long a submission waits for a decode slot before a 503 with Retry-After"
+    )
     url_fetch_timeout_secs: float = Field(60, gt=0)
     url_verify_tls: bool = Field(True, description="Verify TLS certificates of audio URLs")
     url_ca_bundle: Path | None = Field(None, description="CA bundle for PBXs with a private certificate authority")
@@ -66,6 +72,15 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
+    http_max_header_kb: int = Field(64, ge=1, description="Largest request line + headers; larger gets a 400")
+    http_header_timeout_secs: float = Field(10, gt=0, description="Time a client has to send a request's headers")
+    http_body_idle_timeout_secs: float = Field(
+        60, gt=0, description="A request body that stops arriving for this long is dropped"
+    )
+    http_keep_alive_secs: float = Field(5, gt=0, description="Idle keep-alive connections are closed after this")
+    http_max_connections: int = Field(
+        1000, ge=1, description="Open connections at most (lowered below the file-descriptor limit); then 503"
+    )
     cors_origins: str = Field(
         "*", description="Comma-separated origins allowed by CORS: the portal's origin ('*' only for a local install)"
     )

@@ -11,6 +11,7 @@ import uvicorn
 
 from wazo_stt.api import create_app
 from wazo_stt.api.app import EngineLoader
+from wazo_stt.api.http_limits import uvicorn_limits
 from wazo_stt.config import Settings
 from wazo_stt.engine.loader import load_engines
 
@@ -19,7 +20,12 @@ from wazo_stt.engine.loader import load_engines
 def running_server(settings: Settings, engine_loader: EngineLoader = load_engines) -> Iterator[str]:
     """Yield the base URL (``http://127.0.0.1:PORT``) of a server that is up and has finished start-up."""
     config = uvicorn.Config(
-        create_app(settings, engine_loader), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        create_app(settings, engine_loader),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        **uvicorn_limits(settings),  # the HTTP implementation and limits of `wazo-stt serve`
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

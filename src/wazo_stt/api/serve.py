@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from wazo_stt.api.app import EngineLoader, create_app
+from wazo_stt.api.http_limits import uvicorn_limits
 from wazo_stt.config import Settings
 from wazo_stt.engine.loader import load_engines
 
@@ -61,6 +62,7 @@ def serve(
         port=settings.port if port is None else port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=settings.shutdown_grace_secs + RESPONSE_MARGIN_SECONDS,
+        **uvicorn_limits(settings),
     )
     server = _Server(config, app)
     # uvicorn re-raises the signal it stopped on once it is done, so that the default action (death by

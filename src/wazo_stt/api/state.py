@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from wazo_stt.api.errors import ApiError
+from wazo_stt.audio.budget import DecodeBudget
 from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.store import JobStore
@@ -24,6 +25,10 @@ class ServerState:
     load_error: str | None = None
     started_at: float = field(default=0.0)
     loop: asyncio.AbstractEventLoop | None = None
+    decode_budget: DecodeBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decode_budget = DecodeBudget(self.settings.decode_memory_mb, self.settings.decode_wait_secs)
 
     def begin_shutdown(self) -> asyncio.Task[None]:
         """Stop taking jobs and give the running one SHUTDOWN_GRACE_SECS; idempotent, returns the stop's task.

@@ -1,5 +1,5 @@
-"""Reading uploaded recordings into the samples the engines take."""
+"""Audio in: decoding uploads to 16 kHz mono float32, and fetching them from URLs."""
 
-from wazo_stt.audio.decode import SAMPLE_RATE, AudioError, DecodedAudio, decode_audio
+from wazo_stt.audio.decode import SAMPLE_RATE, AudioError, AudioInfo, DecodedAudio, decode_audio, inspect_audio
 
-__all__ = ["SAMPLE_RATE", "AudioError", "DecodedAudio", "decode_audio"]
+__all__ = ["SAMPLE_RATE", "AudioError", "AudioInfo", "DecodedAudio", "decode_audio", "inspect_audio"]

@@ -8,6 +8,7 @@ is fit to show the caller (it becomes the HTTP 400 detail).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -18,6 +19,14 @@ from typing import BinaryIO
 import av
 import numpy as np
 
+from wazo_stt.audio.errors import AudioError, too_long, undecodable, why
+from wazo_stt.audio.probe import (
+    CODEC_PADDING_S,
+    AudioHeader,
+    check_sample_rate,
+    declared_duration,
+    probe_container,
+)
 from wazo_stt.domain import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -26,30 +35,21 @@ log = logging.getLogger(__name__)
 # decode to 0, but A-law's quietest code is +/-8 steps and a GSM "silent" frame decodes to +/-32 steps.
 _SILENCE_PEAK = 2.0**-9
 
-# Codecs pad a stream's start and end (AAC ends on a whole 1024-sample frame, Opus pre-skips 80 ms), so
-# container durations and decoded lengths disagree by up to this much without anything being wrong.
-_CODEC_PADDING_S = 0.25
-
-# No real recording is sampled faster (DXD is 352.8 kHz). A header claiming more is damage or an attack: the
-# resampler's filter grows with the input rate, and a 16 KB WAV claiming 740 MHz took 5 s of CPU to refuse.
-_MAX_SAMPLE_RATE = 768_000
 # Room for the first samples of a file that declares no duration (a browser's WebM), and the most a header is
 # trusted with; past them the buffer grows as data arrives.
 _UNDECLARED_START_S = 60.0
 _LARGEST_START_S = 4 * 3600.0
 
 
-class AudioError(ValueError):
-    """Input that is not usable audio. `reason` is one of: "undecodable", "empty", "silent", "too_long".
+@dataclass(frozen=True)
+class AudioInfo:
+    """What an upload is, once checked by decoding it: all a submission keeps."""
 
-    A ValueError because it is the caller's input that is wrong; `reason` lets the API layer pick a status
-    and metrics label without parsing the message, and the message is safe to send back verbatim.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+    duration: float  # seconds, as decode_audio would give them
+    codec: str  # FFmpeg's codec name: "pcm_mulaw", "mp3", "opus"...
+    container: str  # FFmpeg's demuxer name: "wav", "ogg", "matroska,webm", "mov,mp4,m4a,3gp,3g2,mj2"...
+    source_rate: int
+    channels: int
 
 
 @dataclass(frozen=True)
@@ -87,99 +87,133 @@ def decode_audio(source: bytes | str | os.PathLike[str], *, max_duration: float 
     Raises AudioError for anything that is not usable audio; a missing path raises OSError as usual, since
     that is the server's mistake, not the caller's.
     """
-    if isinstance(source, bytes):
-        if not source:
-            raise AudioError("empty", "The audio file is empty")
-        return _decode_file(io.BytesIO(source), max_duration)
-    with open(source, "rb") as file:
-        if os.fstat(file.fileno()).st_size == 0:
-            raise AudioError("empty", "The audio file is empty")
-        return _decode_file(_NamelessFile(file), max_duration)
+    with _opened(source) as container:
+        header = probe_container(container, max_duration)
+        buffer = _SampleBuffer(header.duration)
+        try:
+            errors: list[str] = []
+            buffer.extend(_resampled(container, max_duration, errors))
+            samples = buffer.samples()
+            samples = samples[: _trimmed_length(samples.size, container.streams.audio[0])]
+            peak = _peak(samples) if samples.size else 0.0
+            if not np.isfinite(peak):  # a corrupt float WAV; NaN would poison every model output it touches
+                np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                peak = _peak(samples)
+            _check_decoded(samples.size, peak, header, errors, max_duration)
+        except BaseException:
+            # Give the memory back now: a refused 4-hour decode must not wait for the garbage collector, and
+            # the exception's traceback (which the caller may keep) holds this frame.
+            buffer.release()
+            raise
+    if peak > 1.0:
+        # Down-mixing adds channels (identical stereo channels come out 3 dB louder) and the anti-aliasing
+        # filter overshoots on full-scale edges; scaling keeps the waveform where clipping would distort it.
+        samples /= peak
+    return DecodedAudio(
+        samples=samples,
+        duration=samples.size / SAMPLE_RATE,
+        codec=header.codec,
+        container=header.container,
+        source_rate=header.sample_rate,
+        channels=header.channels,
+    )
 
 
-def _decode_file(file: BinaryIO | _NamelessFile, max_duration: float | None) -> DecodedAudio:
-    try:
-        # Tags are not needed, and PBXs write Latin-1 into WAV INFO chunks: strict UTF-8 would refuse the file.
-        container = av.open(file, mode="r", metadata_errors="replace")
-    except av.FFmpegError as exc:
-        raise _undecodable(f"not a recognised audio format ({_why(exc)})") from None
-    try:
-        return _decode_container(container, max_duration)
-    except av.FFmpegError as exc:  # the resampler or the container failing past the per-packet guards
-        raise _undecodable(_why(exc)) from None
-    finally:
-        container.close()
+def inspect_audio(source: bytes | str | os.PathLike[str], *, max_duration: float | None = None) -> AudioInfo:
+    """Everything decode_audio would check, without keeping the samples: what a submission needs.
+
+    The header is checked first (duration, sample rate, channels: see audio/probe.py), then the stream is
+    decoded frame by frame and each frame dropped once counted, so memory stays at one frame whatever the
+    length: a 363 KB FLAC of 4 hours of silence costs a few MB here, not the 0.9 GB decode_audio holds.
+    The duration is decode_audio's, to the sample, and the same refusals come out.
+    """
+    with _opened(source) as container:
+        header = probe_container(container, max_duration)
+        errors: list[str] = []
+        size, peak = 0, 0.0
+        for chunk in _resampled(container, max_duration, errors):
+            if chunk.size:
+                np.nan_to_num(chunk, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+                size, peak = size + chunk.size, max(peak, _peak(chunk))
+        size = _trimmed_length(size, container.streams.audio[0])
+        _check_decoded(size, peak, header, errors, max_duration)
+    return AudioInfo(
+        duration=size / SAMPLE_RATE,
+        codec=header.codec,
+        container=header.container,
+        source_rate=header.sample_rate,
+        channels=header.channels,
+    )
 
 
-def _decode_container(container: av.container.InputContainer, max_duration: float | None) -> DecodedAudio:
-    if not container.streams.audio:
-        raise _undecodable("the file has no audio stream")
+@contextlib.contextmanager
+def _opened(source: bytes | str | os.PathLike[str]) -> Iterator[av.container.InputContainer]:
+    """The source opened by FFmpeg, closed on the way out; FFmpeg's own failures become AudioError."""
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, bytes):
+            if not source:
+                raise AudioError("empty", "The audio file is empty")
+            file: BinaryIO | _NamelessFile = io.BytesIO(source)
+        else:
+            opened = stack.enter_context(open(source, "rb"))
+            if os.fstat(opened.fileno()).st_size == 0:
+                raise AudioError("empty", "The audio file is empty")
+            file = _NamelessFile(opened)
+        try:
+            # Tags are not needed, and PBXs write Latin-1 into WAV INFO chunks: strict UTF-8 would refuse them.
+            container = av.open(file, mode="r", metadata_errors="replace")
+        except av.FFmpegError as exc:
+            raise undecodable(f"not a recognised audio format ({why(exc)})") from None
+        stack.callback(container.close)
+        try:
+            yield container
+        except av.FFmpegError as exc:  # the resampler or the container failing past the per-packet guards
+            raise undecodable(why(exc)) from None
+
+
+def _resampled(
+    container: av.container.InputContainer, max_duration: float | None, errors: list[str]
+) -> Iterator[np.ndarray]:
+    """The audio stream as 16 kHz mono float32 pieces, stopping as soon as it is longer than `max_duration`.
+
+    The decoded length is counted whatever the header said: a header may claim 10 s for 4 hours of data.
+    """
     stream = container.streams.audio[0]
-    if stream.codec_context is None:
-        raise _undecodable("no decoder for this audio codec")
-    codec = stream.codec_context.codec.canonical_name  # "mp3", not the decoder's "mp3float"
-    declared = _declared_duration(container, stream)
-
-    if max_duration is not None and declared is not None and declared > max_duration + _CODEC_PADDING_S:
-        raise _too_long(declared, max_duration)
-
-    errors: list[str] = []
-    buffer = _SampleBuffer(declared)
     resampler: av.AudioResampler | None = None
     resampler_input: tuple[str, str, int] | None = None
-    source_rate = channels = 0
     decoded_seconds = 0.0
     for frame in _frames(container, stream, errors):
-        if not 0 < frame.sample_rate <= _MAX_SAMPLE_RATE:
-            raise _undecodable(f"implausible sample rate ({frame.sample_rate} Hz)")
-        if not source_rate:
-            source_rate, channels = frame.sample_rate, frame.layout.nb_channels
+        check_sample_rate(frame.sample_rate)
         decoded_seconds += frame.samples / frame.sample_rate
-        if max_duration is not None and decoded_seconds > max_duration + _CODEC_PADDING_S:
-            raise _too_long(declared if declared and declared > max_duration else None, max_duration)
+        if max_duration is not None and decoded_seconds > max_duration + CODEC_PADDING_S:
+            declared = declared_duration(container, stream)
+            raise too_long(declared if declared and declared > max_duration else None, max_duration)
         # PyAV's resampler refuses a frame unlike its first; a stream can change rate or layout midway
         # (concatenated MP3s), so finish the old one, keeping its tail, and start again.
         frame_input = (frame.format.name, frame.layout.name, frame.sample_rate)
         if resampler is None or frame_input != resampler_input:
             if resampler is not None:
-                buffer.extend(f.to_ndarray()[0] for f in resampler.resample(None))
+                yield from (f.to_ndarray()[0] for f in resampler.resample(None))
             resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
             resampler_input = frame_input
-        buffer.extend(f.to_ndarray()[0] for f in resampler.resample(frame))
+        yield from (f.to_ndarray()[0] for f in resampler.resample(frame))
     if resampler is not None:
-        buffer.extend(f.to_ndarray()[0] for f in resampler.resample(None))  # the filter's delayed tail
+        yield from (f.to_ndarray()[0] for f in resampler.resample(None))  # the filter's delayed tail
 
-    samples = buffer.samples()
-    if not samples.size:
+
+def _check_decoded(size: int, peak: float, header: AudioHeader, errors: list[str], max_duration: float | None) -> float:
+    """Refuse what decoded to nothing, too much or only silence; return the peak for the caller to use."""
+    if not size:
         if errors:
-            raise _undecodable(f"the {codec} data is damaged ({errors[0]})")
+            raise undecodable(f"the {header.codec} data is damaged ({errors[0]})")
         raise AudioError("empty", "The audio file contains no audio samples")
     if errors:
-        log.warning("Skipped %d damaged %s packet(s): %s", len(errors), codec, errors[0])
-    samples = _trim_padding(samples, stream)
-    duration = samples.size / SAMPLE_RATE
+        log.warning("Skipped %d damaged %s packet(s): %s", len(errors), header.codec, errors[0])
+    duration = size / SAMPLE_RATE
     if max_duration is not None and duration > max_duration:
-        raise _too_long(duration, max_duration)
-
-    peak = _peak(samples)
-    if not np.isfinite(peak):  # a corrupt float WAV; NaN would poison every model output it touches
-        np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        peak = _peak(samples)
+        raise too_long(duration, max_duration)
     if peak < _SILENCE_PEAK:
         raise AudioError("silent", "The audio contains only silence")
-    if peak > 1.0:
-        # Down-mixing adds channels (identical stereo channels come out 3 dB louder) and the anti-aliasing
-        # filter overshoots on full-scale edges; scaling keeps the waveform where clipping would distort it.
-        samples /= peak
-
-    return DecodedAudio(
-        samples=samples,
-        duration=duration,
-        codec=codec,
-        container=container.format.name,
-        source_rate=source_rate,
-        channels=channels,
-    )
 
 
 class _SampleBuffer:
@@ -191,7 +225,7 @@ class _SampleBuffer:
     """
 
     def __init__(self, declared_seconds: float | None) -> None:
-        expected = declared_seconds + _CODEC_PADDING_S + 1.0 if declared_seconds else _UNDECLARED_START_S
+        expected = declared_seconds + CODEC_PADDING_S + 1.0 if declared_seconds else _UNDECLARED_START_S
         # Pages of an np.empty are only taken when written: a header claiming too much costs address space.
         self._data = np.empty(round(min(expected, _LARGEST_START_S) * SAMPLE_RATE), dtype=np.float32)
         self._size = 0
@@ -203,6 +237,11 @@ class _SampleBuffer:
                 self._data.resize(max(end, int(self._data.size * 1.5)), refcheck=False)
             self._data[self._size : end] = array
             self._size = end
+
+    def release(self) -> None:
+        """Free the memory now, whoever still holds this buffer."""
+        self._data = np.empty(0, dtype=np.float32)
+        self._size = 0
 
     def samples(self) -> np.ndarray:
         """The samples, the unused capacity given back."""
@@ -224,66 +263,25 @@ def _frames(
         try:
             frames = stream.decode(packet)
         except av.FFmpegError as exc:
-            errors.append(_why(exc))
+            errors.append(why(exc))
             continue
         yield from frames
 
 
-def _declared_duration(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
-    """The duration the file claims, in seconds, or None (a browser's streamed WebM claims none)."""
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
-
-
-def _trim_padding(samples: np.ndarray, stream: av.AudioStream) -> np.ndarray:
+def _trimmed_length(size: int, stream: av.AudioStream) -> int:
     """Drop the encoder's padding past the stream's declared end (AAC decodes whole 1024-sample frames).
 
     Only a small excess is trusted to be padding: a header claiming much less than the data holds is wrong,
     and the data wins.
     """
     if stream.duration is None or stream.time_base is None:
-        return samples
+        return size
     end = round(float(stream.duration * stream.time_base) * SAMPLE_RATE)
-    if 0 < end < samples.size <= end + _CODEC_PADDING_S * SAMPLE_RATE:
-        return samples[:end]
-    return samples
+    if 0 < end < size <= end + CODEC_PADDING_S * SAMPLE_RATE:
+        return end
+    return size
 
 
 def _peak(samples: np.ndarray) -> float:
     """The largest magnitude, without np.abs's copy of a recording that may be 4 hours (900 MB) long."""
     return float(max(samples.max(), -samples.min()))
-
-
-def _undecodable(reason: str) -> AudioError:
-    return AudioError("undecodable", f"Could not decode the audio: {reason}")
-
-
-def _too_long(duration: float | None, limit: float) -> AudioError:
-    """Name both lengths in words and the limit's setting, so the caller knows what to cut and by how much."""
-    length = _human(duration) if duration is not None else None
-    # "4h 0m long; the limit is 4h 0m" would read as a contradiction: say "longer than" then.
-    length = f"is {length} long" if length not in (None, _human(limit)) else f"is longer than {_human(limit)}"
-    return AudioError(
-        "too_long",
-        f"Audio {length}; the limit is {_human(limit)} (MAX_AUDIO_DURATION_SECS={limit:g})",
-    )
-
-
-def _human(seconds: float) -> str:
-    """4h 10m, 12m 30s, 45.5s: how a person says a recording's length."""
-    if seconds < 60:
-        return f"{seconds:.1f}".removesuffix(".0") + "s"
-    hours, rest = divmod(int(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h", f"{minutes}m"] if hours else [f"{minutes}m"]
-    if secs:
-        parts.append(f"{secs}s")
-    return " ".join(parts)
-
-
-def _why(exc: av.FFmpegError) -> str:
-    """FFmpeg's reason without the errno or the file name ("Invalid data found when processing input")."""
-    return exc.strerror or type(exc).__name__

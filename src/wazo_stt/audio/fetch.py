@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from wazo_stt.audio.inflate import InflateError, inflated
 from wazo_stt.netguard import GuardError, HostRefused, NetworkGuard, pin, redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -211,10 +212,14 @@ async def _read_body(response: httpx.Response, policy: FetchPolicy) -> bytes:
     if declared is not None and declared.strip().isdigit() and int(declared) > policy.max_bytes:
         raise _too_large(policy)
     body = bytearray()
-    async for chunk in response.aiter_bytes(_CHUNK_SIZE):
-        body += chunk
-        if len(body) > policy.max_bytes:
-            raise _too_large(policy)
+    try:
+        # Not aiter_bytes: httpx inflates each read whole, on the loop (audio/inflate.py).
+        async for chunk in inflated(response, _CHUNK_SIZE):
+            body += chunk
+            if len(body) > policy.max_bytes:
+                raise _too_large(policy)
+    except InflateError as exc:
+        raise FetchError(400, str(exc)) from None
     return bytes(body)
 
 

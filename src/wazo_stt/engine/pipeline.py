@@ -17,6 +17,9 @@ from wazo_stt.engine.words import RecognizedWord
 
 log = logging.getLogger(__name__)
 
+# Shorter chunks are padded with silence: a single sample crashed the recogniser's feature extraction, and a
+# few ms made its per-feature variance a division by zero (NaN features). A quarter second is a short word.
+MIN_CHUNK_SAMPLES = SAMPLE_RATE // 4
 
 
 class ChunkPlanner:
@@ -86,7 +89,10 @@ class ChunkedEngine:
         done = 0
         for chunk in chunks:
             offset = chunk.start / SAMPLE_RATE
-            chunk_words = self.recognizer.recognize(audio[chunk.start : chunk.end], language)
+            piece = audio[chunk.start : chunk.end]
+            if piece.size < MIN_CHUNK_SAMPLES:
+                piece = np.pad(piece, (0, MIN_CHUNK_SAMPLES - piece.size))
+            chunk_words = self.recognizer.recognize(piece, language)
             for word in chunk_words:
                 word.start += offset
                 word.end += offset

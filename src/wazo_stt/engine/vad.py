@@ -17,6 +17,15 @@ from wazo_stt.engine.base import ModelLoadError
 
 # Longer than any recording: cutting long speech is the chunk planner's job (with overlap), not the VAD's.
 NO_CUT_SECONDS = 10.0**9
+# Silero's window (512 samples) plus its context (64): shorter input fails inside onnx-asr ("window shape cannot
+# be larger than input array shape"), so shorter audio is padded with silence up to this.
+MIN_VAD_SAMPLES = 1024
+# Stretches quieter than this peak (-54 dBFS, audio/decode.py's idea of silence) for at least QUIET_SKIP_S are
+# not sent to Silero: 4 hours of silence after a 7 s message cost ~170 s of VAD, and a peak per block is a
+# NumPy reduction. Shorter pauses stay in, so ordinary recordings go through Silero exactly as before.
+QUIET_PEAK = 2.0**-9
+QUIET_BLOCK = 4_000  # 0.25 s
+QUIET_SKIP_S = 10.0
 
 
 def packaged_silero_dir() -> Path:
@@ -54,15 +63,48 @@ class SpeechDetector:
 
     def speech_spans(self, audio: np.ndarray) -> list[tuple[int, int]]:
         """Sample ranges ``[start, end)`` that hold speech, in order, not overlapping."""
-        if len(audio) == 0:
-            return []
+        merged: list[tuple[int, int]] = []
+        for first, last in audible_regions(audio):
+            for start, end in self._segment(audio[first:last]):
+                start, end = start + first, end + first
+                if merged and start <= merged[-1][1]:  # padding can make neighbours touch
+                    merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+                else:
+                    merged.append((start, end))
+        return merged
+
+    def _segment(self, audio: np.ndarray) -> list[tuple[int, int]]:
+        size = len(audio)
+        if size < MIN_VAD_SAMPLES:
+            audio = np.pad(audio, (0, MIN_VAD_SAMPLES - size))
         (spans,) = self._vad.segment_batch(
             audio[None, :], np.array([len(audio)], dtype=np.int64), SAMPLE_RATE, **self._options
         )
-        merged: list[tuple[int, int]] = []
-        for start, end in spans:
-            if merged and start <= merged[-1][1]:  # padding can make neighbours touch
-                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-            else:
-                merged.append((int(start), int(end)))
-        return merged
+        return [(int(start), min(int(end), size)) for start, end in spans if start < size]
+
+
+def audible_regions(audio: np.ndarray) -> list[tuple[int, int]]:
+    """Sample ranges worth a VAD pass: all but the stretches of near-silence of QUIET_SKIP_S or more."""
+    size = len(audio)
+    if size == 0:
+        return []
+    whole = size // QUIET_BLOCK
+    view = audio[: whole * QUIET_BLOCK].reshape(whole, QUIET_BLOCK)  # no copy: 4 hours are 0.9 GB
+    peaks = np.maximum(view.max(axis=1, initial=0.0), -view.min(axis=1, initial=0.0))
+    if size > whole * QUIET_BLOCK:
+        tail = audio[whole * QUIET_BLOCK :]
+        peaks = np.append(peaks, max(tail.max(), -tail.min()))
+    loud = np.flatnonzero(peaks >= QUIET_PEAK)
+    if not loud.size:
+        return []
+    skip = int(QUIET_SKIP_S * SAMPLE_RATE / QUIET_BLOCK)
+    regions: list[tuple[int, int]] = []
+    start = previous = int(loud[0])
+    for block in map(int, loud[1:]):
+        if block - previous > skip:
+            regions.append((start, previous))
+            start = block
+        previous = block
+    regions.append((start, previous))
+    # One quiet block of context each side, so Silero sees speech start and end as it would have.
+    return [(max(0, (a - 1) * QUIET_BLOCK), min(size, (b + 2) * QUIET_BLOCK)) for a, b in regions]

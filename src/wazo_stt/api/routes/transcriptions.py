@@ -13,7 +13,8 @@ from wazo_stt.api.errors import ApiError
 from wazo_stt.api.forms import TranscriptionForm, parse_transcription_form, read_form
 from wazo_stt.api.schemas import job_status_body, lookup_body, submission_body
 from wazo_stt.api.state import ServerState, server_state
-from wazo_stt.audio import AudioError, DecodedAudio, decode_audio
+from wazo_stt.audio import AudioError, AudioInfo, inspect_audio
+from wazo_stt.audio.budget import DecodeBusy
 from wazo_stt.audio.fetch import FetchError, FetchPolicy, fetch_audio, redact_url
 from wazo_stt.domain import JobStatus, ResponseFormat
 from wazo_stt.engine.registry import UnknownModelError
@@ -125,12 +126,23 @@ async def _read_audio(form: TranscriptionForm, state: ServerState) -> tuple[byte
     return data, redact_url(form.url)
 
 
-async def _validate_audio(audio: bytes, state: ServerState) -> DecodedAudio:
-    """Decode once at submission so bad audio is a 400 now, not a failed job later."""
+async def _validate_audio(audio: bytes, state: ServerState) -> AudioInfo:
+    """Decode once at submission so bad audio is a 400 now, not a failed job later.
+
+    Streaming (nothing kept but the length) and within the decode budget: see audio/budget.py.
+    """
     try:
-        return await run_in_threadpool(decode_audio, audio, max_duration=state.settings.max_audio_duration_secs)
+        async with state.decode_budget.slot():
+            return await run_in_threadpool(inspect_audio, audio, max_duration=state.settings.max_audio_duration_secs)
     except AudioError as exc:
         raise ApiError(400, exc.message, param="file", code=f"audio_{exc.reason}") from None
+    except DecodeBusy as exc:
+        raise ApiError(
+            503,
+            "The server is busy checking other uploads; nothing was queued, retry in a few seconds",
+            code="server_busy",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
 
 
 async def _wait_and_render(job: Job, form: TranscriptionForm, state: ServerState) -> Response:
