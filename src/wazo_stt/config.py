@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,7 +38,19 @@ class Settings(BaseSettings):
     default_model: str = Field(
         "", description="Model id, 'parakeet' or 'whisper' meant by whisper-1 and an omitted model (default: Parakeet)"
     )
-    db_path: Path = Field(Path("/data/transcriptions.db"), description="SQLite database file")
+    db_path: Path = Field(Path("/data/transcriptions.db"), description="SQLite database file (without DATABASE_URL)")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the job database, e.g. postgresql+asyncpg://user:pass@host/db to run several "
+        "servers and workers on one queue (docs/scaling.md); empty: SQLite at DB_PATH",
+    )
+    lease_secs: float = Field(
+        60, ge=1, description="A running job's lease: if its worker stops renewing it (killed, lost), another "
+        "worker takes the job back this long after the last renewal",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="SQLite fsync policy: FULL keeps every accepted job through a power loss"
+    )
     host: str = "0.0.0.0"
     port: int = 8000
     log_level: str = "info"
@@ -69,7 +82,9 @@ class Settings(BaseSettings):
     )
     chunk_overlap_secs: float = Field(2.0, ge=0, le=10, description="Overlap where a chunk must cut speech")
 
-    workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
+    workers: int = Field(
+        1, ge=0, description="Jobs transcribed at once in this process (0: API only); ONNX Runtime uses every core"
+    )
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
     http_max_header_kb: int = Field(64, ge=1, description="Largest request line + headers; larger gets a 400")

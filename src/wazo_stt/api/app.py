@@ -33,15 +33,16 @@ from wazo_stt.web import install_web
 
 log = logging.getLogger(__name__)
 
-# A job whose worker died this many times (server crash, out of memory) is failed rather than retried forever.
-MAX_ATTEMPTS = 3
 # Room for the form fields around the audio itself.
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
 EngineLoader = Callable[[Settings], EngineRegistry]
 
 
-def create_app(settings: Settings | None = None, engine_loader: EngineLoader = load_engines) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, engine_loader: EngineLoader = load_engines, *, api: bool = True
+) -> FastAPI:
+    """The server; ``api=False`` makes a worker node (``wazo-stt worker``): workers and /health, no API."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -49,13 +50,16 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
         # Python picks the directory for spooled uploads on first use, by writing a probe file: on a disk that
         # is full by then it finds none and raises a misleading FileNotFoundError (a 500). Pick it now.
         tempfile.gettempdir()
-        store = JobStore.for_sqlite(
-            settings.db_path, settings.max_queue_size, busy_timeout_ms=settings.db_busy_timeout_ms
+        # Migrates the schema first (once, under a lock, whoever starts first). Jobs a dead process left
+        # 'processing' need no recovery here: their leases expire and any worker takes them back.
+        store = await JobStore.open(
+            database_url=settings.database_url or None,
+            db_path=settings.db_path,
+            max_queue_size=settings.max_queue_size,
+            busy_timeout_ms=settings.db_busy_timeout_ms,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            lease_seconds=settings.lease_secs,
         )
-        await store.create_schema()
-        requeued, failed = await store.requeue_interrupted(MAX_ATTEMPTS)
-        if requeued or failed:
-            log.warning("Recovered interrupted jobs: %d re-queued, %d failed", len(requeued), len(failed))
         workers = WorkerPool(store, lambda: state.registry, workers=settings.workers)
         state = ServerState(
             settings=settings, store=store, workers=workers, started_at=time.time(), loop=asyncio.get_running_loop()
@@ -92,6 +96,9 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
     )
     app.state.keyring = keyring
     install_error_handlers(app)
+    if not api:
+        app.add_api_route("/health", service.health, methods=["GET"])
+        return app
     install_web(app)
     app.include_router(transcriptions.router)
     app.include_router(service.router)

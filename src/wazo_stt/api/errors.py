@@ -8,9 +8,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wazo_stt.jobs.records import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(PoolTimeoutError)
-    async def _database(_: Request, exc: OperationalError | PoolTimeoutError) -> JSONResponse:
-        # Disk full, database locked past the busy timeout, every connection stuck waiting for it: the write was
-        # rolled back, nothing accepted before is lost, and the client may retry.
-        log.error("Database unavailable: %s", getattr(exc, "orig", None) or exc)
+    @app.exception_handler(StoreUnavailableError)
+    async def _database(_: Request, exc: StoreUnavailableError) -> JSONResponse:
+        # Disk full, database locked past the busy timeout, every connection stuck waiting for it, PostgreSQL
+        # down: the write was rolled back, nothing accepted before is lost, and the client may retry.
+        log.error("Database unavailable: %s", exc)
         return error_response(
             503,
             "The job database is temporarily unavailable; retry later",

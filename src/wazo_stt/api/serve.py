@@ -53,9 +53,11 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     engine_loader: EngineLoader = load_engines,
+    api: bool = True,
 ) -> int:
-    """Serve until SIGTERM or SIGINT, stop gracefully, and return the exit status (0 after a graceful stop)."""
-    app = create_app(settings, engine_loader)
+    """Serve until SIGTERM or SIGINT, stop gracefully, and return the exit status (0 after a graceful stop).
+    ``api=False``: a worker node, whose HTTP port answers /health only."""
+    app = create_app(settings, engine_loader, api=api)
     config = uvicorn.Config(
         app,
         host=host or settings.host,

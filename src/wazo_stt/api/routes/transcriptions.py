@@ -49,7 +49,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
         # Known pair: answer from the store without downloading or decoding the audio again.
         assert form.user_uuid is not None and form.message_id is not None
         existing = await state.store.lookup(form.user_uuid, form.message_id)
-        if existing is not None:
+        if existing is not None and existing.status is not JobStatus.FAILED:  # a failed pair is retried
             return await _submission_response(existing, state, created=False, forced=False)
 
     audio, source = await _read_audio(form, state)
@@ -209,16 +209,18 @@ async def _job_or_404(job_id: str, state: ServerState, *, with_transcript: bool 
     return job
 
 
-async def _status_body(job: Job, state: ServerState) -> dict:
-    # The position is a second query: only a queued job has one (and polls of running jobs come 1-2 a second).
-    position = await state.store.queue_position(job.id) if job.status is JobStatus.QUEUED else None
-    return job_status_body(job, position, state.workers.progress(job.id))
+async def _status_body(job_id: str, state: ServerState) -> dict:
+    # One snapshot (status, position, progress read in one statement): a poll racing the worker never sees
+    # 'queued' without a position or 'processing' without progress.
+    snapshot = await state.store.snapshot(job_id)
+    if snapshot is None:
+        raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+    return job_status_body(snapshot.job, snapshot.queue_position, snapshot.progress)
 
 
 @router.get("/{job_id}")
 async def job_status(job_id: str, state: ServerState = Depends(server_state)) -> dict:
-    job = await _job_or_404(job_id, state)
-    return await _status_body(job, state)
+    return await _status_body(job_id, state)
 
 
 @router.get("/{job_id}/result")
@@ -233,5 +235,5 @@ async def job_result(
     if job.status is JobStatus.FAILED:
         raise ApiError(500, job.error or "Transcription failed", code="job_failed")
     if job.status is not JobStatus.COMPLETED:
-        return JSONResponse(await _status_body(job, state), status_code=202)
+        return JSONResponse(await _status_body(job.id, state), status_code=202)
     return _render(job, fmt, job.granularities)
