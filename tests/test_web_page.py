@@ -75,8 +75,9 @@ def test_upload_progress_transcript_word_click_and_srt(settings, tones, tmp_path
         subtitles = list(srt.parse(saved.read_text()))
         assert " ".join(s.content for s in subtitles).split() == TEXT.split()
 
-        page.wait_for_function("document.querySelector('#queue-state').textContent.includes('0')")
-        assert re.search(r"0 waiting", page.inner_text("#queue-state"))
+        # The view refreshes every 3 s: wait for the refresh that follows the job (its text also holds "at most 100").
+        page.wait_for_function("/^0 waiting · idle/.test(document.querySelector('#queue-state').textContent)")
+        assert re.search(r"^0 waiting · idle", page.inner_text("#queue-state"))
 
 
 def test_queue_position_is_shown_while_waiting(settings, tones):
