@@ -1,5 +1,8 @@
 """``/v1/audio/transcriptions``: submit (synchronous for OpenAI clients, asynchronous for telephony clients),
-job status, result, lookup by ``(user_uuid, message_id)`` and queue status."""
+job status, result, lookup by ``(user_uuid, message_id)``, deletion and queue status.
+
+Every route sees only the caller's tenant (the API key's; an admin key sees all): a job is created in it, and
+another tenant's job is answered as if it did not exist (404), so its existence is not disclosed."""
 
 from __future__ import annotations
 
@@ -9,13 +12,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from wazo_stt.api.auth import authenticate
 from wazo_stt.api.errors import ApiError
 from wazo_stt.api.forms import TranscriptionForm, parse_transcription_form, read_form
-from wazo_stt.api.schemas import job_status_body, lookup_body, submission_body
+from wazo_stt.api.schemas import deletion_body, job_status_body, lookup_body, submission_body
 from wazo_stt.api.state import ServerState, server_state
 from wazo_stt.audio import AudioError, AudioInfo, inspect_audio
 from wazo_stt.audio.budget import DecodeBusy
 from wazo_stt.audio.fetch import FetchError, FetchPolicy, fetch_audio, redact_url
+from wazo_stt.auth import Principal
 from wazo_stt.domain import JobStatus, ResponseFormat
 from wazo_stt.engine.registry import UnknownModelError
 from wazo_stt.formats import render
@@ -28,8 +33,15 @@ QUEUE_FULL_RETRY_AFTER = "30"
 SHUTDOWN_RETRY_AFTER = "10"
 
 
+def _scope(principal: Principal) -> str | None:
+    """The tenant whose jobs the caller may see and delete: its own, or every tenant's (None) with an admin key."""
+    return None if principal.admin else principal.tenant
+
+
 @router.post("")
-async def create_transcription(request: Request, state: ServerState = Depends(server_state)) -> Response:
+async def create_transcription(
+    request: Request, state: ServerState = Depends(server_state), principal: Principal = Depends(authenticate)
+) -> Response:
     form = parse_transcription_form(await read_form(request))
     registry = state.ready_registry()
     try:
@@ -48,7 +60,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
     if form.is_async and not form.force:
         # Known pair: answer from the store without downloading or decoding the audio again.
         assert form.user_uuid is not None and form.message_id is not None
-        existing = await state.store.lookup(form.user_uuid, form.message_id)
+        existing = await state.store.lookup(form.user_uuid, form.message_id, tenant=principal.tenant)
         if existing is not None and existing.status is not JobStatus.FAILED:  # a failed pair is retried
             return await _submission_response(existing, state, created=False, forced=False)
 
@@ -75,6 +87,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
                 user_uuid=form.user_uuid,
                 message_id=form.message_id,
                 source=source,
+                tenant=principal.tenant,  # an admin key's jobs belong to its own tenant too: pairs are per tenant
             ),
             force=form.force,
         )
@@ -149,7 +162,7 @@ async def _wait_and_render(job: Job, form: TranscriptionForm, state: ServerState
     timeout = state.settings.sync_timeout_secs
     finished = await state.workers.wait_finished(job.id, timeout)
     if finished is None:
-        raise ApiError(500, "The job disappeared while it was being processed", code="job_lost")
+        raise ApiError(404, f"Job {job.id} was deleted before its transcript was ready", code="job_deleted")
     if finished.status is JobStatus.FAILED:
         raise ApiError(500, finished.error or "Transcription failed", code="job_failed", headers={"X-Job-Id": job.id})
     if finished.status is not JobStatus.COMPLETED and state.workers.stopping:
@@ -182,8 +195,10 @@ def _render(job: Job, response_format: ResponseFormat | str, granularities) -> R
 
 
 @router.get("/status")
-async def queue_status(state: ServerState = Depends(server_state)) -> dict:
-    counts = await state.store.counts()
+async def queue_status(
+    state: ServerState = Depends(server_state), principal: Principal = Depends(authenticate)
+) -> dict:
+    counts = await state.store.counts(tenant=_scope(principal))
     return {
         "queue_length": counts[JobStatus.QUEUED],
         "processing": counts[JobStatus.PROCESSING] > 0,
@@ -193,41 +208,86 @@ async def queue_status(state: ServerState = Depends(server_state)) -> dict:
 
 @router.get("/lookup")
 async def lookup(
-    user_uuid: str | None = None, message_id: str | None = None, state: ServerState = Depends(server_state)
+    user_uuid: str | None = None,
+    message_id: str | None = None,
+    state: ServerState = Depends(server_state),
+    principal: Principal = Depends(authenticate),
 ) -> dict:
     for name, value in (("user_uuid", user_uuid), ("message_id", message_id)):
         if not value:
             raise ApiError(400, f"{name} is required", param=name)
     assert user_uuid is not None and message_id is not None
-    return lookup_body(await state.store.lookup(user_uuid, message_id))
+    return lookup_body(await state.store.lookup(user_uuid, message_id, tenant=_scope(principal)))
 
 
-async def _job_or_404(job_id: str, state: ServerState, *, with_transcript: bool = False) -> Job:
-    job = await state.store.get(job_id, with_transcript=with_transcript)
+@router.delete("")
+async def delete_by_identity(
+    user_uuid: str | None = None,
+    message_id: str | None = None,
+    state: ServerState = Depends(server_state),
+    principal: Principal = Depends(authenticate),
+) -> dict:
+    """Erase the job of a ``(user_uuid, message_id)`` pair, or with ``user_uuid`` alone every job of that user
+    (GDPR erasure): a list of what was deleted, or 404 when nothing matched."""
+    if not user_uuid:
+        raise ApiError(
+            400, "user_uuid is required (message_id narrows the deletion to one voicemail)", param="user_uuid"
+        )
+    deleted = await state.store.delete_matching(user_uuid, message_id or None, tenant=_scope(principal))
+    if not deleted:
+        raise ApiError(404, "No job matches this user_uuid and message_id", param="user_uuid", code="job_not_found")
+    for job in deleted:
+        log.info("Job %s deleted (was %s)", job.id, job.status.value)
+    return {"object": "list", "data": [deletion_body(job) for job in deleted]}
+
+
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+
+
+async def _job_or_404(job_id: str, state: ServerState, principal: Principal, *, with_transcript: bool = False) -> Job:
+    job = await state.store.get(job_id, tenant=_scope(principal), with_transcript=with_transcript)
     if job is None:
-        raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+        raise _not_found(job_id)
     return job
 
 
-async def _status_body(job_id: str, state: ServerState) -> dict:
+async def _status_body(job_id: str, state: ServerState, principal: Principal) -> dict:
     # One snapshot (status, position, progress read in one statement): a poll racing the worker never sees
     # 'queued' without a position or 'processing' without progress.
-    snapshot = await state.store.snapshot(job_id)
+    snapshot = await state.store.snapshot(job_id, tenant=_scope(principal))
     if snapshot is None:
-        raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+        raise _not_found(job_id)
     return job_status_body(snapshot.job, snapshot.queue_position, snapshot.progress)
 
 
 @router.get("/{job_id}")
-async def job_status(job_id: str, state: ServerState = Depends(server_state)) -> dict:
-    return await _status_body(job_id, state)
+async def job_status(
+    job_id: str, state: ServerState = Depends(server_state), principal: Principal = Depends(authenticate)
+) -> dict:
+    return await _status_body(job_id, state, principal)
+
+
+@router.delete("/{job_id}")
+async def delete_job(
+    job_id: str, state: ServerState = Depends(server_state), principal: Principal = Depends(authenticate)
+) -> dict:
+    """Erase a job (row, audio, text); a queued job never runs, a running one is cancelled."""
+    job = await state.store.delete(job_id, tenant=_scope(principal))
+    if job is None:
+        raise _not_found(job_id)
+    log.info("Job %s deleted (was %s)", job.id, job.status.value)
+    return deletion_body(job)
 
 
 @router.get("/{job_id}/result")
 async def job_result(
-    job_id: str, response_format: str | None = None, state: ServerState = Depends(server_state)
+    job_id: str,
+    response_format: str | None = None,
+    state: ServerState = Depends(server_state),
+    principal: Principal = Depends(authenticate),
 ) -> Response:
-    job = await _job_or_404(job_id, state, with_transcript=True)
+    job = await _job_or_404(job_id, state, principal, with_transcript=True)
     fmt = (response_format or job.response_format).lower()
     if fmt not in {f.value for f in ResponseFormat}:
         allowed = ", ".join(f.value for f in ResponseFormat)
@@ -235,5 +295,5 @@ async def job_result(
     if job.status is JobStatus.FAILED:
         raise ApiError(500, job.error or "Transcription failed", code="job_failed")
     if job.status is not JobStatus.COMPLETED:
-        return JSONResponse(await _status_body(job.id, state), status_code=202)
+        return JSONResponse(await _status_body(job.id, state, principal), status_code=202)
     return _render(job, fmt, job.granularities)
