@@ -136,7 +136,7 @@ def test_deleting_queued_and_running_jobs_cancels_them_and_the_worker_goes_on(
         assert len(outcome) == 1 and isinstance(outcome[0], openai.NotFoundError), outcome
         assert outcome[0].code == "job_deleted"
 
-        wait_until(lambda: "deleted, or taken over" in caplog.text, what="the worker noticed")
+        wait_until(lambda: "lease lost (deleted, or taken over" in caplog.text, what="the worker noticed")
         gate.release.release()  # the dropped transcription thread may go on: it stops at its next report
         after = _submit(t1, "gina", "vm-2")
         gate.release.release()

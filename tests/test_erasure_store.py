@@ -199,4 +199,4 @@ async def test_deleting_a_running_job_stops_its_transcription_and_the_worker_tak
     finally:
         await pool.stop(grace_seconds=5)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
-    assert "deleted, or taken over" in caplog.text
+    assert "lease lost (deleted, or taken over" in caplog.text

@@ -209,7 +209,9 @@ class WorkerPool:
             log.warning("Job %s put back in the queue, for another worker or after the restart", job.id)
             return
         if outcome == "lost":
-            log.warning("Job %s: deleted, or taken over by another worker; its work here is dropped", job.id)
+            log.warning(
+                "Job %s: lease lost (deleted, or taken over by another worker); its work here is dropped", job.id
+            )
             self._progress.pop(job.id, None)  # its thread stops at its next progress report
             return
         try:
@@ -227,7 +229,9 @@ class WorkerPool:
             if stored:
                 log.info("Job %s completed (%.1f s of audio)", job.id, transcript.duration)
             else:
-                log.warning("Job %s: deleted or taken over before its result was stored; nothing written", job.id)
+                log.warning(
+                    "Job %s: lease lost before its result was stored (deleted, or taken over); nothing written", job.id
+                )
             return
         await self._retrying(lambda: self._store.fail(job.id, worker_id, error), f"store the failure of job {job.id}")
 
