@@ -755,7 +755,9 @@ def test_redact_text_handles_relative_urls_and_passwords() -> None:
 # --------------------------------------------------------------------------------------------- one error for all
 
 
-@pytest.mark.parametrize("case", ["refused", "dns", "timeout", "loop", "401", "404", "500", "html", "empty", "tls"])
+@pytest.mark.parametrize(
+    "case", ["refused", "dns", "timeout", "loop", "401", "404", "500", "html", "empty", "tls"]
+)
 def test_unreachable_hosts_all_get_the_same_error_by_default(
     case: str, leak_cases: dict[str, tuple[str, dict[str, object]]], caplog: pytest.LogCaptureFixture
 ) -> None:

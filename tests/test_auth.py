@@ -164,7 +164,6 @@ def test_every_route_but_health_needs_a_key(keyed_url: str) -> None:
 def test_a_rotated_key_file_applies_without_a_restart(keyed_url: str, keyed_settings) -> None:
     path: Path = keyed_settings.api_keys_file
     with httpx.Client(base_url=keyed_url, timeout=30) as client:
-
         def status(key: str) -> int:
             return client.get("/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code
 

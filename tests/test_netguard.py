@@ -125,7 +125,9 @@ async def test_allow_list_is_checked_before_resolving(fake_dns: dict[str, list[s
 @pytest.fixture(scope="module")
 def client(tiny_model_dir, tmp_path_factory) -> Iterator[httpx.Client]:
     """One server for the module (the refusals leave no job behind)."""
-    settings = Settings(_env_file=None, model_path=tiny_model_dir, db_path=tmp_path_factory.mktemp("guard") / "jobs.db")
+    settings = Settings(
+        _env_file=None, model_path=tiny_model_dir, db_path=tmp_path_factory.mktemp("guard") / "jobs.db"
+    )
     with running_server(settings) as url, httpx.Client(base_url=url, timeout=30) as c:
         wait_ready(c)
         yield c

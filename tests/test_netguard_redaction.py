@@ -41,7 +41,9 @@ SECRETS = [secret for _, secret, _ in SHAPES.values()] + ["SECRET-DOWN", "admin"
 def debug_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     directory = tmp_path_factory.mktemp("redaction")
     # LOG_LEVELS opens the HTTP client's own loggers (which print request URLs and headers) to test their filter.
-    env = server_env(tiny_model_dir, directory / "jobs.db", log_level="debug", log_levels="httpx=debug,httpcore=debug")
+    env = server_env(
+        tiny_model_dir, directory / "jobs.db", log_level="debug", log_levels="httpx=debug,httpcore=debug"
+    )
     with server_process(env, directory / "server.log") as server:
         server.start()
         yield server

@@ -33,9 +33,9 @@ def database_url() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def cluster(
-    tmp_path: Path, model_dir: Path, url: str, *, servers: int, workers: int, **env: str
-) -> Iterator[tuple[list[ServerProcess], list[ServerProcess]]]:
+def cluster(tmp_path: Path, model_dir: Path, url: str, *, servers: int, workers: int, **env: str) -> Iterator[
+    tuple[list[ServerProcess], list[ServerProcess]]
+]:
     """API-only servers (WORKERS=0) and worker nodes on one database, killed at the end whatever happened."""
     base = server_env(model_dir, tmp_path / "unused.db", database_url=url, max_queue_size=200, **env)
     apis = [ServerProcess({**base, "WORKERS": "0"}, tmp_path / f"server{i}.log") for i in range(servers)]

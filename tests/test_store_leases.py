@@ -126,17 +126,8 @@ async def test_tenants_see_only_their_jobs_and_own_their_pairs(store):
 async def test_the_database_itself_refuses_a_second_job_for_a_pair(store):
     """The constraint, not the submit's read, is what makes a pair unique (two processes can both read 'absent')."""
     await store.submit(new_job("u", "m"))
-    row = {
-        "status": "queued",
-        "user_uuid": "u",
-        "message_id": "m",
-        "model": "m",
-        "response_format": "json",
-        "granularities": "",
-        "created_at": 0.0,
-        "attempts": 0,
-        "tenant": "",
-    }
+    row = {"status": "queued", "user_uuid": "u", "message_id": "m", "model": "m", "response_format": "json",
+           "granularities": "", "created_at": 0.0, "attempts": 0, "tenant": ""}
     with pytest.raises(DuplicateError):
         async with store._db.writing() as session:
             await session.execute(insert(JobRow).values(id="dup", **row))

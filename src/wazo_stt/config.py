@@ -40,9 +40,7 @@ class Settings(BaseSettings):
         "servers and workers on one queue (docs/scaling.md); empty: SQLite at DB_PATH",
     )
     lease_secs: float = Field(
-        60,
-        ge=1,
-        description="A running job's lease: if its worker stops renewing it (killed, lost), another "
+        60, ge=1, description="A running job's lease: if its worker stops renewing it (killed, lost), another "
         "worker takes the job back this long after the last renewal",
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
