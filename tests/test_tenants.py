@@ -1,5 +1,5 @@
 """Tenant isolation through the real server with keys on (two tenants and an operator), the openai SDK and httpx:
-a tenant never sees another's job, by id, result, lookup, deletion or queue counts (404, not 403); a pair is
+a tenant never sees another's job, by id, result, events, lookup, deletion or queue counts (404, not 403); a pair is
 unique per tenant; the admin key sees every tenant."""
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def test_a_tenant_cannot_see_another_tenants_job_by_id_result_lookup_or_deletion
         _assert_not_found(t2.get(f"{TRANSCRIPTIONS}/{job_id}"))
         _assert_not_found(t2.get(f"{TRANSCRIPTIONS}/{job_id}/result"))
         _assert_not_found(t2.get(f"{TRANSCRIPTIONS}/{job_id}/result", params={"response_format": "text"}))
+        _assert_not_found(t2.get(f"{TRANSCRIPTIONS}/{job_id}/events"))
         assert t2.get(f"{TRANSCRIPTIONS}/lookup", params={"user_uuid": "alice", "message_id": "vm-1"}).json() == {
             "found": False
         }
@@ -52,7 +53,9 @@ def test_a_tenant_cannot_see_another_tenants_job_by_id_result_lookup_or_deletion
         _assert_not_found(t2.delete(TRANSCRIPTIONS, params={"user_uuid": "alice", "message_id": "vm-1"}))
         _assert_not_found(t2.delete(TRANSCRIPTIONS, params={"user_uuid": "alice"}))
 
-        # Nothing the other tenant tried touched it.
+        # Nothing the other tenant tried touched it; its own events stream tells the job's end.
+        events = t1.get(f"{TRANSCRIPTIONS}/{job_id}/events")
+        assert events.status_code == 200 and "event: completed" in events.text and TEXT in events.text
         assert t1.get(f"{TRANSCRIPTIONS}/{job_id}/result", params={"response_format": "text"}).text.strip() == TEXT
         found = t1.get(f"{TRANSCRIPTIONS}/lookup", params={"user_uuid": "alice", "message_id": "vm-1"}).json()
         assert (found["found"], found["job_id"]) == (True, job_id)
@@ -84,6 +87,7 @@ def test_the_same_pair_in_two_tenants_is_two_jobs_and_the_admin_sees_both(url: s
         for job_id in (first["job_id"], second["job_id"]):
             assert admin.get(f"{TRANSCRIPTIONS}/{job_id}").json()["status"] == "completed"
             assert admin.get(f"{TRANSCRIPTIONS}/{job_id}/result").json()["text"] == TEXT
+            assert "event: completed" in admin.get(f"{TRANSCRIPTIONS}/{job_id}/events").text
         assert admin.get(f"{TRANSCRIPTIONS}/lookup", params={"user_uuid": "bob", "message_id": "vm-7"}).json()["found"]
         # The admin deletes across tenants: both jobs of the pair.
         deleted = admin.delete(TRANSCRIPTIONS, params={"user_uuid": "bob", "message_id": "vm-7"}).json()

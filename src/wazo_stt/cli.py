@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _worker(args: argparse.Namespace) -> int:
     """Workers only: claim jobs from the shared database (DATABASE_URL) and transcribe them; HTTP only for
-    /health (container health checks, load balancers)."""
+    /health and /metrics (container health checks, load balancers, Prometheus)."""
     return _run_server(args, api=False)
 
 
@@ -171,7 +171,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         for index, (path, output) in enumerate(zip(files, outputs, strict=True)):
             bar.set_postfix_str(path.name, refresh=False)
 
-            def advance(done: float, index: int = index) -> None:
+            def advance(done: float, _text: str = "", index: int = index) -> None:
                 bar.n = index + done
                 bar.refresh()
 
@@ -203,7 +203,7 @@ def _transcribe_one(
     fmt: str,
     language: str | None,
     words: bool,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> str:
     """Decode, transcribe and render one file, exactly as the server's worker and response do."""
     import json
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         "worker",
         help="transcribe jobs from the shared queue, no API (scale inference apart: docs/scaling.md)",
         description="Run workers only: they claim jobs from the database named by DATABASE_URL (or DB_PATH) and "
-        "transcribe them. The port serves /health alone.",
+        "transcribe them. The port serves /health and /metrics.",
     )
     worker.add_argument("--host", help="bind address of the health port (default: HOST or 0.0.0.0)")
     worker.add_argument("--port", type=int, help="health port (default: PORT or 8000)")

@@ -17,8 +17,11 @@ from wazo_stt import __version__
 from wazo_stt.api.auth import authenticate
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
+from wazo_stt.api.openapi import install_openapi
 from wazo_stt.api.routes import service, transcriptions
+from wazo_stt.api.schemas import job_status_body
 from wazo_stt.api.state import ServerState
+from wazo_stt.audio.fetch import FetchPolicy, _ssl_verify
 from wazo_stt.auth import KeyRing
 from wazo_stt.config import Settings
 from wazo_stt.engine.base import ModelLoadError
@@ -27,7 +30,11 @@ from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.logs import RequestIdMiddleware
+from wazo_stt.metrics import Metrics
+from wazo_stt.metrics import routes as metrics_routes
 from wazo_stt.netguard import install_log_redaction
+from wazo_stt.webhooks import RetryPolicy, WebhookDelivery, parse_secret
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +47,7 @@ EngineLoader = Callable[[Settings], EngineRegistry]
 def create_app(
     settings: Settings | None = None, engine_loader: EngineLoader = load_engines, *, api: bool = True
 ) -> FastAPI:
-    """The server; ``api=False`` makes a worker node (``wazo-stt worker``): workers and /health, no API."""
+    """The server; ``api=False`` makes a worker node (``wazo-stt worker``): workers, /health and /metrics, no API."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -58,9 +65,15 @@ def create_app(
             sqlite_synchronous=settings.sqlite_synchronous,
             lease_seconds=settings.lease_secs,
         )
-        workers = WorkerPool(store, lambda: state.registry, workers=settings.workers)
+        metrics = Metrics()
+        workers = WorkerPool(store, lambda: state.registry, workers=settings.workers, metrics=metrics)
         state = ServerState(
-            settings=settings, store=store, workers=workers, started_at=time.time(), loop=asyncio.get_running_loop()
+            settings=settings,
+            store=store,
+            workers=workers,
+            started_at=time.time(),
+            loop=asyncio.get_running_loop(),
+            metrics=metrics,
         )
         app.state.wazo = state
         state.workers.start()
@@ -68,6 +81,8 @@ def create_app(
             asyncio.create_task(_load(state, engine_loader), name="load-engines"),
             asyncio.create_task(retention_loop(store, settings.text_retention_days), name="retention"),
         ]
+        if (delivery := _webhook_delivery(state)) is not None:  # worker nodes deliver webhooks too
+            background.append(asyncio.create_task(delivery.run(), name="webhooks"))
         try:
             yield
         finally:
@@ -84,6 +99,9 @@ def create_app(
     app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan, dependencies=[Depends(authenticate)])
     app.state.keyring = keyring
     install_error_handlers(app)
+    install_openapi(app)
+    # Every process counts for itself, a worker node included (admin keys only, when keys are on).
+    app.include_router(metrics_routes.router)
     if not api:
         app.add_api_route("/health", service.health, methods=["GET"])
         return app
@@ -97,9 +115,37 @@ def create_app(
         allow_origins=settings.cors_origin_list,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Job-Id", "Retry-After"],
+        expose_headers=["X-Job-Id", "Retry-After", "X-Request-Id"],
     )
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request, CORS included, has its id
     return app
+
+
+def _webhook_delivery(state: ServerState) -> WebhookDelivery | None:
+    """The webhook delivery loop, when WEBHOOK_SECRET is set (without it no job gets a webhook)."""
+    settings = state.settings
+    secret = settings.webhook_secret.get_secret_value().strip()
+    if not secret:
+        return None
+    store = state.store
+
+    async def render(job_id: str) -> dict | None:
+        job = await store.get(job_id)
+        return None if job is None else job_status_body(job, None)
+
+    return WebhookDelivery(
+        store.outbox,
+        render,
+        key=parse_secret(secret),
+        allowed_hosts=tuple(settings.url_allowed_host_list),
+        verify=_ssl_verify(FetchPolicy.from_settings(settings)),
+        timeout_seconds=settings.webhook_timeout_secs,
+        policy=RetryPolicy(
+            settings.webhook_retry_first_secs, settings.webhook_retry_max_secs, settings.webhook_retry_hours * 3600
+        ),
+        poll_seconds=settings.webhook_poll_secs,
+        metrics=state.metrics,
+    )
 
 
 def _is_loopback(host: str) -> bool:

@@ -33,6 +33,7 @@ def to_job(row: JobRow, transcript: Transcript | None = None) -> Job:
         progress=row.progress,
         partial_text=row.partial_text,
         worker_id=row.worker_id,
+        callback_url=row.callback_url,
     )
 
 

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from wazo_stt.jobs.records import StoreUnavailableError
+from wazo_stt.jobs.schema import Base
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class Database:
           was written). A ``TRUNCATE`` checkpoint copies the zeroed pages into the database file and empties the
           WAL. It waits (busy timeout) for readers still on an older snapshot; when one outlasts it, the old
           images stay in the WAL until the next checkpoint that completes.
-        - PostgreSQL: a DELETE only marks the row dead (MVCC). A plain ``VACUUM`` of the two tables frees the
+        - PostgreSQL: a DELETE only marks the row dead (MVCC). A plain ``VACUUM`` of the job tables frees the
           TOASTed values (audio, long transcripts) and the row's space for reuse without blocking other
           sessions; it does not rewrite heap pages, so a short text may stay in a page's free space until the
           page is reused or the table is rewritten (``VACUUM FULL``): see docs/security.md.
@@ -155,7 +156,7 @@ class Database:
             if self.is_postgresql:
                 async with self.writer.connect() as conn:
                     auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    await auto.exec_driver_sql("VACUUM jobs, job_audio")
+                    await auto.exec_driver_sql(f"VACUUM {', '.join(t.name for t in Base.metadata.sorted_tables)}")
                 return True
             # A reader connection: it opens no transaction around a PRAGMA (the writer's would: BEGIN IMMEDIATE).
             async with self.reader.connect() as conn:

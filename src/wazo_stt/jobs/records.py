@@ -41,6 +41,8 @@ class Job:
     partial_text: str | None = None
     # The worker holding the job's lease while it is processing.
     worker_id: str | None = None
+    # Where the job's webhook goes when it ends (the full URL: redact it before showing it).
+    callback_url: str | None = None
 
     @property
     def has_identity(self) -> bool:
@@ -61,6 +63,7 @@ class NewJob:
     message_id: str | None = None
     source: str | None = None
     tenant: str = LOCAL_TENANT
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ class JobRow(Base):
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
     progress: Mapped[float | None] = mapped_column(Float)
     partial_text: Mapped[str | None] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(Text)  # where the webhook goes when the job ends (full URL)
 
 
 class AudioRow(Base):
@@ -51,3 +52,23 @@ class AudioRow(Base):
 
     job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OutboxRow(Base):
+    """A webhook event waiting for (or done with) delivery: written in the transaction that finishes its job,
+    so a finished job always has its event, whatever happens to the process next (``jobs/outbox.py``)."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (Index("ix_webhook_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # webhook-id: the same on every retry
+    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # pending, delivered, failed (gave up)
+    created_at: Mapped[float] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float | None] = mapped_column(Float)  # a process is delivering it until then
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[float | None] = mapped_column(Float)

@@ -28,6 +28,7 @@ from wazo_stt.jobs.convert import to_job, transcript_from_json, transcript_to_js
 from wazo_stt.jobs.database import DEFAULT_BUSY_TIMEOUT_MS, Database, DuplicateError
 from wazo_stt.jobs.events import JobEvents, JobWatch
 from wazo_stt.jobs.migrate import run_migrations
+from wazo_stt.jobs.outbox import Outbox, enqueue_webhook
 from wazo_stt.jobs.records import Job, JobSnapshot, NewJob, QueueFullError, Submission
 from wazo_stt.jobs.schema import AudioRow, JobRow
 
@@ -58,6 +59,7 @@ class JobStore:
         self.max_attempts = max_attempts
         self._clock = clock
         self.events = JobEvents(db, poll_seconds=poll_seconds)
+        self.outbox = Outbox(db, clock)
 
     @classmethod
     async def open(
@@ -128,6 +130,7 @@ class JobStore:
                     created_at=self._clock(),
                     attempts=0,
                     audio_duration=new.audio_duration,
+                    callback_url=new.callback_url,
                 )
                 session.add(row)
                 await session.flush()
@@ -196,6 +199,11 @@ class JobStore:
         async with self._db.reading() as session:
             by_status = {status: n for status, n in (await session.execute(query)).all()}
         return {status.value: by_status.get(status.value, 0) for status in JobStatus}
+
+    async def oldest_queued_at(self) -> float | None:
+        """When the oldest queued job was submitted (None: the queue is empty), for the queue-age metric."""
+        async with self._db.reading() as session:
+            return await session.scalar(select(func.min(JobRow.created_at)).where(JobRow.status == JobStatus.QUEUED))
 
     async def audio(self, job_id: str) -> bytes | None:
         async with self._db.reading() as session:
@@ -323,6 +331,7 @@ class JobStore:
             .values(finished_at=self._clock(), worker_id=None, lease_expires_at=None, partial_text=None, **values)
         )
         await session.execute(delete(AudioRow).where(AudioRow.job_id == job_id))
+        await enqueue_webhook(session, job_id, self._clock())
         await self._db.announce(session, job_id)
 
     async def _as_holder(

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -29,6 +31,8 @@ from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.engine.registry import EngineRegistry, UnknownModelError
 from wazo_stt.jobs.records import Job, StoreUnavailableError
 from wazo_stt.jobs.store import JobStore
+from wazo_stt.logs import job_id_var
+from wazo_stt.metrics import Metrics, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,10 @@ class WorkerPool:
         workers: int = 1,
         poll_seconds: float = 1.0,
         retry_seconds: float = RETRY_FIRST_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._registry = registry
         self._workers = workers
         self._poll_seconds = poll_seconds
@@ -177,6 +183,8 @@ class WorkerPool:
                 await self._idle(self._poll_seconds)
                 continue
             self.busy += 1
+            job_token = job_id_var.set(job.id)  # tags every line about this job, the engine's included
+            self._metrics.job_started(job.created_at, job.started_at)
             try:
                 await self._process(job, registry, worker_id)
             except _Abandoned:
@@ -188,6 +196,7 @@ class WorkerPool:
                     await self._store.retry_later(job.id, worker_id, reason)
                 await self._idle(self._poll_seconds)
             finally:
+                job_id_var.reset(job_token)
                 self.busy -= 1
                 self._progress.pop(job.id, None)
 
@@ -198,10 +207,17 @@ class WorkerPool:
                 lambda: self._store.fail(job.id, worker_id, "The job's audio is missing from the database"),
                 f"fail job {job.id}",
             )
+            self._metrics.job_failed(job.model, failure_reason(None))
             return
         self._progress[job.id] = (0.0, None)
+        started = time.monotonic()
         work = _in_daemon_thread(
-            _transcribe, audio, job, registry, lambda done, text=None: self._set_progress(job.id, done, text)
+            _transcribe,
+            audio,
+            job,
+            registry,
+            lambda done, text=None: self._set_progress(job.id, done, text),
+            self._metrics,
         )
         outcome = await self._run_under_lease(work, job.id, worker_id)
         if outcome == "abandoned":
@@ -218,22 +234,26 @@ class WorkerPool:
             transcript = work.result()
         except (AudioError, UnknownModelError) as exc:
             log.warning("Job %s failed: %s", job.id, exc)
-            error = str(exc)
+            error, reason = str(exc), failure_reason(exc)
         except Exception as exc:
             log.exception("Job %s failed", job.id)
-            error = f"Transcription failed: {type(exc).__name__}: {exc}"
+            error, reason = f"Transcription failed: {type(exc).__name__}: {exc}", failure_reason(exc)
         else:
             stored = await self._retrying(
                 lambda: self._store.complete(job.id, worker_id, transcript), f"store the result of {job.id}"
             )
             if stored:
+                self._metrics.job_completed(job.model, transcript.duration, time.monotonic() - started)
                 log.info("Job %s completed (%.1f s of audio)", job.id, transcript.duration)
             else:
                 log.warning(
                     "Job %s: lease lost before its result was stored (deleted, or taken over); nothing written", job.id
                 )
             return
-        await self._retrying(lambda: self._store.fail(job.id, worker_id, error), f"store the failure of job {job.id}")
+        if await self._retrying(
+            lambda: self._store.fail(job.id, worker_id, error), f"store the failure of job {job.id}"
+        ):
+            self._metrics.job_failed(job.model, reason)
 
     async def _run_under_lease(self, work: asyncio.Future[Transcript], job_id: str, worker_id: str) -> str:
         """Wait for the transcription, renewing the lease (and writing progress) meanwhile. Returns "done",
@@ -297,6 +317,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()  # the job's id tags the lines the engine logs in that thread
 
     def settle(result: T | None, error: BaseException | None) -> None:
         if future.done():
@@ -308,7 +329,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
 
     def target() -> None:
         try:
-            result, error = function(*args), None
+            result, error = context.run(function, *args), None
         except Exception as exc:
             result, error = None, exc
         except BaseException as exc:  # SystemExit and the like must not escape into the event loop
@@ -320,7 +341,10 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
     return future
 
 
-def _transcribe(audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[..., None]) -> Transcript:
+def _transcribe(
+    audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[..., None], metrics: Metrics
+) -> Transcript:
     engine = registry.resolve(job.model)
-    decoded = decode_audio(audio)
+    with metrics.decode_time.time():
+        decoded = decode_audio(audio)
     return engine.transcribe(decoded.samples, job.language, progress)

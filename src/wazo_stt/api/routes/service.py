@@ -1,4 +1,5 @@
-"""``/health`` and ``/v1/models``: is the server ready, and which models does it serve."""
+"""``/health`` and ``/v1/models``: is the server ready, and which models does it serve; and a clear refusal of
+``/v1/audio/translations``, which OpenAI clients may try."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fastapi.responses import JSONResponse
 
 from wazo_stt import __version__
 from wazo_stt.api.errors import ApiError, error_body
+from wazo_stt.api.openapi import errors
 from wazo_stt.api.state import ServerState, server_state
 from wazo_stt.domain import JobStatus
 from wazo_stt.engine.registry import OPENAI_ALIAS, UnknownModelError
@@ -14,7 +16,7 @@ from wazo_stt.engine.registry import OPENAI_ALIAS, UnknownModelError
 router = APIRouter()
 
 
-@router.get("/health")
+@router.get("/health", responses={503: {"description": "Loading, or the model is unavailable"}})
 async def health(state: ServerState = Depends(server_state)) -> JSONResponse:
     counts = await state.store.counts()
     body = {
@@ -47,14 +49,14 @@ def _model_card(model_id: str, created: int) -> dict:
     return {"id": model_id, "object": "model", "created": created, "owned_by": owner}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=errors(503))
 async def list_models(state: ServerState = Depends(server_state)) -> dict:
     registry = state.ready_registry()
     created = int(state.started_at)
     return {"object": "list", "data": [_model_card(m, created) for m in registry.model_ids()]}
 
 
-@router.get("/v1/models/{model_id}")
+@router.get("/v1/models/{model_id}", responses=errors(404, 503))
 async def get_model(model_id: str, state: ServerState = Depends(server_state)) -> dict:
     registry = state.ready_registry()
     try:
@@ -62,3 +64,15 @@ async def get_model(model_id: str, state: ServerState = Depends(server_state)) -
     except UnknownModelError as exc:
         raise ApiError(404, str(exc), param="model", code="model_not_found") from None
     return _model_card(model_id, int(state.started_at))
+
+
+# Not in /openapi.json: it is not an operation this server offers, only a signpost for clients that try it.
+@router.post("/v1/audio/translations", include_in_schema=False)
+async def translations() -> JSONResponse:
+    """Not a 404: the client reached the right server and must learn what it can do instead."""
+    raise ApiError(
+        400,
+        "Translation (speech to English text) is not supported by this server; "
+        "it transcribes in the spoken language: use POST /v1/audio/transcriptions",
+        code="unsupported_endpoint",
+    )
