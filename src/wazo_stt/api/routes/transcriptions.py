@@ -74,7 +74,6 @@ async def create_transcription(
 
     submission = await _submit(form, engine.model_id, state, principal.tenant)
     job = submission.job
-    bind_job(job.id)
     # Nothing of the upload is kept while the answer waits for the job (up to SYNC_TIMEOUT_SECS): the bytes died
     # with _submit's frame, and the form's temporary file is closed now rather than at the end of the request.
     if form.upload is not None:
@@ -137,6 +136,7 @@ async def _submit(form: TranscriptionForm, model_id: str, state: ServerState, te
             code="queue_full",
             headers={"Retry-After": QUEUE_FULL_RETRY_AFTER},
         ) from None
+    bind_job(submission.job.id)  # before the "queued" line, so that it carries the job id too
     if submission.created:
         state.workers.notify()
         log.info("Job %s queued (%s, %.1f s of audio)", submission.job.id, source, duration)
