@@ -141,6 +141,7 @@ def test_queue_full_is_429_with_retry_after(settings):
 
 def test_missing_model_gives_clear_503(settings, tmp_path):
     settings.model_path = tmp_path / "no-model-here"
+    settings.embedded_fallback = False  # with it (the default), the embedded Whisper serves: tests/test_web_fallback.py
     with running_server(settings) as url, httpx.Client(base_url=url) as client:
         with pytest.raises(RuntimeError) as err:
             wait_ready(client)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from wazo_stt.engine.language import detect_language
-from wazo_stt.engine.parakeet import PARAKEET_MODELS
 from wazo_stt.engine.pipeline import ChunkPlanner
 from wazo_stt.formats.languages import language_name
+from wazo_stt.models.catalog import PARAKEET_MODELS
 
 SR = 16_000
-PARAKEET_V3 = PARAKEET_MODELS["parakeet-tdt-0.6b-v3"][1]
+PARAKEET_V3 = PARAKEET_MODELS["parakeet-tdt-0.6b-v3"].languages
 
 
 def test_silence_is_not_sent_to_the_model():

@@ -27,8 +27,7 @@ from wazo_stt.audio.probe import (
     declared_duration,
     probe_container,
 )
-
-SAMPLE_RATE = 16_000
+from wazo_stt.domain import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from wazo_stt.domain import Transcript, Word
+from wazo_stt.domain import SAMPLE_RATE, Transcript, Word
 from wazo_stt.engine.base import ChunkRecognizer
 from wazo_stt.engine.chunking import Chunk, fixed_chunks, speech_chunks, words_owned
 from wazo_stt.engine.language import detect_language
@@ -18,7 +18,6 @@ from wazo_stt.engine.words import RecognizedWord, join_words
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 # A peak under 2**-9 (-54 dBFS, 64 steps of 16-bit) is a codec's idea of silence, not a voice: digital zeros
 # decode to 0, but A-law's quietest code is +/-8 steps and a GSM "silent" frame decodes to +/-32 steps. Such a
 # recording never reaches the model (Whisper would hallucinate a "you" into it): its transcript is empty.

@@ -22,12 +22,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.words import RecognizedWord
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 # Files faster-whisper reads from a CTranslate2 Whisper directory; without tokenizer.json it would try to fetch
 # one from the Hugging Face Hub, which an offline server must not do.
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
