@@ -416,6 +416,39 @@ class JobStore:
             self.events.publish(job_id, queued=queued)
         return bool(result.rowcount)
 
+    # --- erasure (tenant=None: every tenant, for operators) -------------------------------------------------
+
+    async def delete(self, job_id: str, *, tenant: str | None = None) -> Job | None:
+        """Erase one job: its row, audio and text, from the database files too. Returns the job as it was (None:
+        no such job in ``tenant``). A running job's worker learns it at its next lease renewal, which is refused."""
+        deleted = await self._erase(JobRow.id == job_id, tenant=tenant)
+        return deleted[0] if deleted else None
+
+    async def delete_matching(
+        self, user_uuid: str, message_id: str | None = None, *, tenant: str | None = None
+    ) -> list[Job]:
+        """Erase the job of a ``(user_uuid, message_id)`` pair, or every job of ``user_uuid`` (GDPR erasure of a
+        user who left), in ``tenant``. Returns the jobs as they were."""
+        where = JobRow.user_uuid == user_uuid
+        if message_id is not None:
+            where = where & (JobRow.message_id == message_id)
+        return await self._erase(where, tenant=tenant)
+
+    async def _erase(self, where: Any, *, tenant: str | None) -> list[Job]:
+        async with self._db.writing() as session:
+            rows = list(await session.scalars(_scoped(select(JobRow).where(where), tenant).with_for_update()))
+            ids = [row.id for row in rows]
+            if ids:
+                await session.execute(delete(AudioRow).where(AudioRow.job_id.in_(ids)))
+                await session.execute(delete(JobRow).where(JobRow.id.in_(ids)))
+                for job_id in ids:
+                    await self._db.announce(session, job_id)
+        if ids:
+            for job_id in ids:  # waiters (synchronous requests, event streams) look again and find no job
+                self.events.publish(job_id)
+            await self._db.erase_traces()
+        return [to_job(row) for row in rows]
+
     # --- retention ----------------------------------------------------------------------------------------
 
     async def purge_older_than(self, days: int) -> int:
@@ -431,6 +464,8 @@ class JobStore:
                     JobRow.status.in_((JobStatus.COMPLETED, JobStatus.FAILED)), JobRow.finished_at < cutoff
                 )
             )
+        if result.rowcount:
+            await self._db.erase_traces()
         return result.rowcount or 0
 
 
