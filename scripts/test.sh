@@ -19,4 +19,5 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test,whisper]'
 .venv/bin/ruff check src tests bench
-.venv/bin/python -m pytest "$@"
+# The whole suite: pyproject.toml leaves the slow tests out of a plain `pytest` run; CI runs them too.
+.venv/bin/python -m pytest -m "slow or not slow" "$@"
