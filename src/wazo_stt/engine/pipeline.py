@@ -21,6 +21,9 @@ SAMPLE_RATE = 16_000
 # Shorter chunks are padded with silence: a single sample crashed the recogniser's feature extraction, and a
 # few ms made its per-feature variance a division by zero (NaN features). A quarter second is a short word.
 MIN_CHUNK_SAMPLES = SAMPLE_RATE // 4
+# Of a pause between speech spans sent in one chunk, this much is sent (on top of the VAD's padding on each side);
+# the rest is left out. Measured in docs/benchmarks.md ("speech sent") with the WER guard of docs/fidelity.md.
+KEPT_PAUSE_SECONDS = 0.0
 
 
 class ChunkPlanner:
@@ -33,17 +36,21 @@ class ChunkPlanner:
         max_seconds: float = 30.0,
         overlap_seconds: float = 2.0,
         join_gap_seconds: float = 1.0,
+        kept_pause_seconds: float = KEPT_PAUSE_SECONDS,
     ) -> None:
         self.detector = detector
         self.max_seconds = max_seconds
         self.overlap_seconds = overlap_seconds
         self.join_gap_seconds = join_gap_seconds
+        self.kept_pause_seconds = kept_pause_seconds
 
     def plan(self, audio: np.ndarray) -> list[Chunk]:
         if self.detector is None:
             return fixed_chunks(0, len(audio), SAMPLE_RATE, self.max_seconds, self.overlap_seconds)
         spans = self.detector.speech_spans(audio)
-        return speech_chunks(spans, SAMPLE_RATE, self.max_seconds, self.overlap_seconds, self.join_gap_seconds)
+        return speech_chunks(
+            spans, SAMPLE_RATE, self.max_seconds, self.overlap_seconds, self.join_gap_seconds, self.kept_pause_seconds
+        )
 
 
 class ChunkedEngine:
@@ -61,7 +68,7 @@ class ChunkedEngine:
     ) -> Transcript:
         chunks = self.planner.plan(audio)
         words = self._recognize(audio, chunks, language, progress)
-        sent = sum(c.end - c.start for c in chunks) / SAMPLE_RATE
+        sent = sum(c.samples for c in chunks) / SAMPLE_RATE
         log.debug(
             "%s: %d chunks, %.1f s of %.1f s sent to the model",
             self.model_id,
@@ -86,19 +93,18 @@ class ChunkedEngine:
     ) -> list[RecognizedWord]:
         words: list[RecognizedWord] = []
         # Progress in audio sent to the model, not in chunks: chunks range from a second to the bound.
-        total = sum(c.end - c.start for c in chunks)
+        total = sum(c.samples for c in chunks)
         done = 0
         for chunk in chunks:
-            offset = chunk.start / SAMPLE_RATE
-            piece = audio[chunk.start : chunk.end]
+            piece = chunk.audio(audio)
             if piece.size < MIN_CHUNK_SAMPLES:
                 piece = np.pad(piece, (0, MIN_CHUNK_SAMPLES - piece.size))
             chunk_words = self.recognizer.recognize(piece, language)
             for word in chunk_words:
-                word.start += offset
-                word.end += offset
+                word.start, word.end = (chunk.to_original(t, SAMPLE_RATE) for t in (word.start, word.end))
+                word.end = max(word.start, word.end)
             words.extend(words_owned(chunk_words, chunk))
-            done += chunk.end - chunk.start
+            done += chunk.samples
             if progress is not None:
                 progress(done / total)
         # A word kept from one overlapping chunk must not run into the first word kept from the next.
