@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import postgres
 from tests.support.clock import FakeClock
 from tests.support.server import running_server, wait_ready
 from tests.support.tiny_parakeet import build_tiny_parakeet
@@ -54,10 +55,29 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of this test session's own on the real PostgreSQL server (dropped at the end), or a skip."""
+    reason = postgres.unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    with postgres.fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """Each store test runs on both dialects: a fresh SQLite file, or the session's PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'jobs.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
-async def store(tmp_path, clock) -> AsyncIterator[JobStore]:
-    """A real SQLite job store with a queue of 5, on the fake clock."""
-    s = JobStore.for_sqlite(tmp_path / "db" / "jobs.db", max_queue_size=5, clock=clock)
-    await s.create_schema()
+async def store(database_url, clock) -> AsyncIterator[JobStore]:
+    """A real job store (SQLite, then PostgreSQL) with a queue of 5, on the fake clock, a 30 s lease."""
+    s = await JobStore.open(database_url=database_url, max_queue_size=5, clock=clock, lease_seconds=30)
+    if s.dialect == "postgresql":
+        await postgres.empty_tables(database_url)
     yield s
     await s.close()

@@ -109,7 +109,7 @@ def test_compose_supports_the_two_command_deployment() -> None:
     assert "profiles" not in server  # `docker compose up -d` starts it
     assert server["ports"] == ["8000:8000"]
     assert sorted(server["volumes"]) == ["wazo-stt-data:/data", "wazo-stt-models:/models"]
-    assert set(compose["volumes"]) == {"wazo-stt-models", "wazo-stt-data"}
+    assert set(compose["volumes"]) == {"wazo-stt-models", "wazo-stt-data", "wazo-stt-pgdata"}  # pgdata: cluster
     assert server["healthcheck"]["test"][0] == "CMD" and "/health" in " ".join(server["healthcheck"]["test"])
 
     # `docker compose --profile setup run model-downloader`: same image, same models volume, the server's path.

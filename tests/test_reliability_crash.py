@@ -15,7 +15,7 @@ import pytest
 from tests.support.jobs import TEXT, TRANSCRIPTIONS, journal_events, status, submit, voicemail, wait_until
 from tests.support.processes import db_rows, server_env, server_process
 
-MAX_ATTEMPTS = 3  # wazo_stt.api.app.MAX_ATTEMPTS
+MAX_ATTEMPTS = 3  # wazo_stt.jobs.store.MAX_ATTEMPTS
 
 
 def test_kill_9_with_jobs_queued_and_processing_loses_nothing_and_repeats_nothing(tmp_path, tiny_model_dir):
@@ -96,6 +96,8 @@ def test_a_job_that_kills_the_server_every_time_ends_failed_with_the_reason(tmp_
         server.start()
         wait_until(lambda: status(client, behind) == "completed")
         assert status(client, before) == "completed"
+        # The last death's lease expires LEASE_SECS after it: then the next claim fails the job for good.
+        wait_until(lambda: status(client, poisoned) == "failed", what="the poisoned job failed")
 
         failed = client.get(f"{TRANSCRIPTIONS}/{poisoned}").json()
         assert failed["status"] == "failed"

@@ -10,8 +10,9 @@ import asyncio
 import pytest
 
 from wazo_stt.domain import Transcript
+from wazo_stt.jobs.records import NewJob
 from wazo_stt.jobs.retention import retention_loop
-from wazo_stt.jobs.store import JobStore, NewJob
+from wazo_stt.jobs.store import JobStore
 
 DAY = 86400.0
 TRANSCRIPT = Transcript(text="hi", language="en", duration=1.0, segments=[], words=[])
@@ -25,9 +26,9 @@ async def finished_job(store: JobStore, message_id: str) -> str:
             )
         )
     ).job
-    claimed = await store.claim_next()
+    claimed = await store.claim_next("w")
     assert claimed is not None and claimed.id == job.id
-    await store.complete(job.id, TRANSCRIPT)
+    await store.complete(job.id, "w", TRANSCRIPT)
     return job.id
 
 

@@ -25,14 +25,27 @@ EXTENSIONS = {"json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "verbos
 
 
 def _serve(args: argparse.Namespace) -> int:
+    return _run_server(args, api=True)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """Workers only: claim jobs from the shared database (DATABASE_URL) and transcribe them; HTTP only for
+    /health and /metrics (container health checks, load balancers, Prometheus)."""
+    return _run_server(args, api=False)
+
+
+def _run_server(args: argparse.Namespace, *, api: bool) -> int:
     from wazo_stt.api.serve import serve
     from wazo_stt.auth import ApiKeyError
     from wazo_stt.logs import setup_logging
 
-    settings = _settings()
+    settings = _settings(**({} if args.workers is None else {"workers": args.workers}))
+    if not api and settings.workers < 1:
+        _error("a worker needs WORKERS (or --workers) of 1 or more")
+        return 2
     setup_logging(settings)
     try:
-        return serve(settings, host=args.host, port=args.port)
+        return serve(settings, host=args.host, port=args.port, api=api)
     except ApiKeyError as exc:  # API_KEYS malformed, API_KEYS_FILE unreadable
         _error(f"invalid configuration: {exc}")
         return 2
@@ -225,7 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP API (configured by environment variables)")
     serve.add_argument("--host", help="bind address (default: HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
+    serve.add_argument(
+        "--workers", type=int, help="jobs transcribed at once in this process (default: WORKERS or 1; 0: API only)"
+    )
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="transcribe jobs from the shared queue, no API (scale inference apart: docs/scaling.md)",
+        description="Run workers only: they claim jobs from the database named by DATABASE_URL (or DB_PATH) and "
+        "transcribe them. The port serves /health and /metrics.",
+    )
+    worker.add_argument("--host", help="bind address of the health port (default: HOST or 0.0.0.0)")
+    worker.add_argument("--port", type=int, help="health port (default: PORT or 8000)")
+    worker.add_argument("--workers", type=int, help="jobs transcribed at once (default: WORKERS or 1)")
+    worker.set_defaults(handler=_worker)
 
     download = commands.add_parser(
         "download-model",

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ParakeetVersion = Literal["parakeet-tdt-0.6b-v3", "parakeet-tdt-0.6b-v2"]
@@ -33,10 +33,25 @@ class Settings(BaseSettings):
     default_model: str = Field(
         "", description="Model id, 'parakeet' or 'whisper' meant by whisper-1 and an omitted model (default: Parakeet)"
     )
-    db_path: Path = Field(Path("/data/transcriptions.db"), description="SQLite database file")
+    db_path: Path = Field(Path("/data/transcriptions.db"), description="SQLite database file (without DATABASE_URL)")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the job database, e.g. postgresql+asyncpg://user:pass@host/db to run several "
+        "servers and workers on one queue (docs/scaling.md); empty: SQLite at DB_PATH",
+    )
+    lease_secs: float = Field(
+        60, ge=1, description="A running job's lease: if its worker stops renewing it (killed, lost), another "
+        "worker takes the job back this long after the last renewal",
+    )
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="SQLite fsync policy: FULL keeps every accepted job through a power loss"
+    )
     host: str = "0.0.0.0"
     port: int = 8000
     log_level: str = "info"
+    log_format: Literal["plain", "json"] = Field(
+        "plain", description="'json': one JSON object per line (time, level, logger, message, job_id, request_id)"
+    )
 
     max_queue_size: int = Field(100, ge=1)
     max_upload_mb: float = Field(100, gt=0)
@@ -65,7 +80,9 @@ class Settings(BaseSettings):
     )
     chunk_overlap_secs: float = Field(2.0, ge=0, le=10, description="Overlap where a chunk must cut speech")
 
-    workers: int = Field(1, ge=1, description="Jobs transcribed at once; ONNX Runtime already uses every core")
+    workers: int = Field(
+        1, ge=0, description="Jobs transcribed at once in this process (0: API only); ONNX Runtime uses every core"
+    )
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
     http_max_header_kb: int = Field(64, ge=1, description="Largest request line + headers; larger gets a 400")
@@ -95,6 +112,27 @@ class Settings(BaseSettings):
     db_busy_timeout_ms: int = Field(
         10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
     )
+
+    webhook_url: str = Field("", description="Callback URL of every job's webhook unless the job gives callback_url")
+    webhook_secret: SecretStr = Field(
+        SecretStr(""), description="whsec_<base64> key that signs webhooks (Standard Webhooks); needed for webhooks"
+    )
+    webhook_timeout_secs: float = Field(10, gt=0, description="How long one webhook POST may take")
+    webhook_retry_first_secs: float = Field(5, gt=0, description="Pause after the first failed webhook attempt")
+    webhook_retry_max_secs: float = Field(3600, gt=0, description="Longest pause between webhook attempts")
+    webhook_retry_hours: float = Field(24, gt=0, description="How long a webhook is retried before giving up")
+    webhook_poll_secs: float = Field(1, gt=0, description="How often the outbox is checked for due webhooks")
+
+    @model_validator(mode="after")
+    def _webhook_url_needs_secret(self) -> Settings:
+        if self.webhook_url.strip() and not self.webhook_secret.get_secret_value().strip():
+            raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET (whsec_<base64>) to sign the webhooks")
+        return self
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("whisper_model_path", "chunk_max_secs", "api_keys_file", "url_ca_bundle", mode="before")
     @classmethod

@@ -107,6 +107,8 @@ def server_env(model_dir: Path, db_path: Path, **extra: str | float | int) -> di
         "MAX_AUDIO_DURATION_SECS": "600",
         "LOG_LEVEL": "info",
         "ENABLE_VAD": "false",  # the tiny model hears tone bursts, which Silero rightly calls non-speech
+        # A killed worker's job is taken back when its lease expires: short, so the tests need not wait long.
+        "LEASE_SECS": "2",
     }
     env.update({key.upper(): str(value) for key, value in extra.items()})
     return env

@@ -3,7 +3,8 @@
 Configured like production, by the environment (MODEL_PATH, DB_PATH, PORT, SHUTDOWN_GRACE_SECS...), and run
 by the same ``wazo_stt.api.serve.serve`` as ``wazo-stt serve``. Test knobs, read here only:
 WAZO_TEST_DELAY (seconds each transcription sleeps first), WAZO_TEST_CRASH_ON_SECONDS (audio of that length
-kills the process), WAZO_TEST_JOURNAL (file noting each transcription's start and end).
+kills the process), WAZO_TEST_JOURNAL (file noting each transcription's start and end),
+WAZO_TEST_ROLE=worker (``wazo-stt worker``: workers and /health only).
 
 SIGXFSZ is ignored, so that the file-size limit a test puts on this process (``prlimit``) fails writes with
 EFBIG, as a full disk fails them with ENOSPC, instead of killing the process.
@@ -33,7 +34,8 @@ def main() -> int:
         crash_on_seconds=float(crash) if crash else None,
         journal=Path(journal) if journal else None,
     )
-    return serve(settings, host="127.0.0.1", engine_loader=engines.loader)
+    api = os.environ.get("WAZO_TEST_ROLE", "server") != "worker"
+    return serve(settings, host="127.0.0.1", engine_loader=engines.loader, api=api)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from wazo_stt.api.auth import authenticate
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
 from wazo_stt.api.routes import service, transcriptions
+from wazo_stt.api.schemas import job_status_body
 from wazo_stt.api.state import ServerState
+from wazo_stt.audio.fetch import FetchPolicy, _ssl_verify
 from wazo_stt.auth import KeyRing
 from wazo_stt.config import Settings
 from wazo_stt.engine.base import ModelLoadError
@@ -27,19 +29,24 @@ from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.logs import RequestIdMiddleware
+from wazo_stt.metrics import Metrics
+from wazo_stt.metrics import routes as metrics_routes
 from wazo_stt.netguard import install_log_redaction
+from wazo_stt.webhooks import RetryPolicy, WebhookDelivery, parse_secret
 
 log = logging.getLogger(__name__)
 
-# A job whose worker died this many times (server crash, out of memory) is failed rather than retried forever.
-MAX_ATTEMPTS = 3
 # Room for the form fields around the audio itself.
 FORM_OVERHEAD_BYTES = 1024 * 1024
 
 EngineLoader = Callable[[Settings], EngineRegistry]
 
 
-def create_app(settings: Settings | None = None, engine_loader: EngineLoader = load_engines) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, engine_loader: EngineLoader = load_engines, *, api: bool = True
+) -> FastAPI:
+    """The server; ``api=False`` makes a worker node (``wazo-stt worker``): workers, /health and /metrics, no API."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -47,16 +54,25 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
         # Python picks the directory for spooled uploads on first use, by writing a probe file: on a disk that
         # is full by then it finds none and raises a misleading FileNotFoundError (a 500). Pick it now.
         tempfile.gettempdir()
-        store = JobStore.for_sqlite(
-            settings.db_path, settings.max_queue_size, busy_timeout_ms=settings.db_busy_timeout_ms
+        # Migrates the schema first (once, under a lock, whoever starts first). Jobs a dead process left
+        # 'processing' need no recovery here: their leases expire and any worker takes them back.
+        store = await JobStore.open(
+            database_url=settings.database_url or None,
+            db_path=settings.db_path,
+            max_queue_size=settings.max_queue_size,
+            busy_timeout_ms=settings.db_busy_timeout_ms,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            lease_seconds=settings.lease_secs,
         )
-        await store.create_schema()
-        requeued, failed = await store.requeue_interrupted(MAX_ATTEMPTS)
-        if requeued or failed:
-            log.warning("Recovered interrupted jobs: %d re-queued, %d failed", len(requeued), len(failed))
-        workers = WorkerPool(store, lambda: state.registry, workers=settings.workers)
+        metrics = Metrics()
+        workers = WorkerPool(store, lambda: state.registry, workers=settings.workers, metrics=metrics)
         state = ServerState(
-            settings=settings, store=store, workers=workers, started_at=time.time(), loop=asyncio.get_running_loop()
+            settings=settings,
+            store=store,
+            workers=workers,
+            started_at=time.time(),
+            loop=asyncio.get_running_loop(),
+            metrics=metrics,
         )
         app.state.wazo = state
         state.workers.start()
@@ -64,6 +80,8 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
             asyncio.create_task(_load(state, engine_loader), name="load-engines"),
             asyncio.create_task(retention_loop(store, settings.text_retention_days), name="retention"),
         ]
+        if (delivery := _webhook_delivery(state)) is not None:  # worker nodes deliver webhooks too
+            background.append(asyncio.create_task(delivery.run(), name="webhooks"))
         try:
             yield
         finally:
@@ -80,6 +98,11 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
     app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan, dependencies=[Depends(authenticate)])
     app.state.keyring = keyring
     install_error_handlers(app)
+    # Every process counts for itself, a worker node included (admin keys only, when keys are on).
+    app.include_router(metrics_routes.router)
+    if not api:
+        app.add_api_route("/health", service.health, methods=["GET"])
+        return app
     app.include_router(transcriptions.router)
     app.include_router(service.router)
     app.add_middleware(
@@ -90,9 +113,37 @@ def create_app(settings: Settings | None = None, engine_loader: EngineLoader = l
         allow_origins=settings.cors_origin_list,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Job-Id", "Retry-After"],
+        expose_headers=["X-Job-Id", "Retry-After", "X-Request-Id"],
     )
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request, CORS included, has its id
     return app
+
+
+def _webhook_delivery(state: ServerState) -> WebhookDelivery | None:
+    """The webhook delivery loop, when WEBHOOK_SECRET is set (without it no job gets a webhook)."""
+    settings = state.settings
+    secret = settings.webhook_secret.get_secret_value().strip()
+    if not secret:
+        return None
+    store = state.store
+
+    async def render(job_id: str) -> dict | None:
+        job = await store.get(job_id)
+        return None if job is None else job_status_body(job, None)
+
+    return WebhookDelivery(
+        store.outbox,
+        render,
+        key=parse_secret(secret),
+        allowed_hosts=tuple(settings.url_allowed_host_list),
+        verify=_ssl_verify(FetchPolicy.from_settings(settings)),
+        timeout_seconds=settings.webhook_timeout_secs,
+        policy=RetryPolicy(
+            settings.webhook_retry_first_secs, settings.webhook_retry_max_secs, settings.webhook_retry_hours * 3600
+        ),
+        poll_seconds=settings.webhook_poll_secs,
+        metrics=state.metrics,
+    )
 
 
 def _is_loopback(host: str) -> bool:

@@ -14,6 +14,7 @@ from fastapi import Request
 
 from wazo_stt.api.errors import ApiError
 from wazo_stt.auth import KeyRing, Principal
+from wazo_stt.logs import bind_tenant
 
 log = logging.getLogger(__name__)
 
@@ -49,4 +50,5 @@ async def authenticate(request: Request) -> Principal:
         )
         raise ApiError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
     request.state.principal = principal
+    bind_tenant(principal.tenant)  # the tenant on the request's log lines
     return principal

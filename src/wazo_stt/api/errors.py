@@ -8,9 +8,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from wazo_stt.jobs.records import StoreUnavailableError
+from wazo_stt.metrics import count_refusal
 
 log = logging.getLogger(__name__)
 
@@ -51,26 +52,28 @@ def error_response(
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        count_refusal(request.scope, exc.status, exc.code)
         return error_response(exc.status, exc.message, param=exc.param, code=exc.code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        count_refusal(request.scope, 400, "invalid_request")
         # FastAPI says 422; OpenAI (and our clients) expect 400 for a bad request.
         first = exc.errors()[0] if exc.errors() else {}
         param = str(first.get("loc", ["", ""])[-1]) or None
         return error_response(400, f"Invalid parameter {param}: {first.get('msg', 'invalid value')}", param=param)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        count_refusal(request.scope, exc.status_code, None)
         return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(PoolTimeoutError)
-    async def _database(_: Request, exc: OperationalError | PoolTimeoutError) -> JSONResponse:
-        # Disk full, database locked past the busy timeout, every connection stuck waiting for it: the write was
-        # rolled back, nothing accepted before is lost, and the client may retry.
-        log.error("Database unavailable: %s", getattr(exc, "orig", None) or exc)
+    @app.exception_handler(StoreUnavailableError)
+    async def _database(_: Request, exc: StoreUnavailableError) -> JSONResponse:
+        # Disk full, database locked past the busy timeout, every connection stuck waiting for it, PostgreSQL
+        # down: the write was rolled back, nothing accepted before is lost, and the client may retry.
+        log.error("Database unavailable: %s", exc)
         return error_response(
             503,
             "The job database is temporarily unavailable; retry later",

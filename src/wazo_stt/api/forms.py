@@ -35,6 +35,7 @@ class TranscriptionForm:
     user_uuid: str | None
     message_id: str | None
     force: bool
+    callback_url: str | None = None  # where the job's webhook goes (api/callbacks.py checks it)
 
     @property
     def is_async(self) -> bool:
@@ -158,4 +159,5 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
         user_uuid=user_uuid,
         message_id=message_id,
         force=_flag(form, "force"),
+        callback_url=_text(form, "callback_url") or None,
     )

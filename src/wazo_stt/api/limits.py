@@ -7,6 +7,7 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wazo_stt.api.errors import error_body
+from wazo_stt.metrics import count_refusal
 
 
 class BodyTooLarge(Exception):
@@ -28,7 +29,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, send)
             return
         seen = 0
         response_started = False
@@ -51,9 +52,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._reject(send)
+                await self._reject(scope, send)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        count_refusal(scope, 413, "too_large")
         body = json.dumps(
             error_body(
                 413, f"Request body too large: the limit is {self.limit_mb:g} MB (MAX_UPLOAD_MB)", code="too_large"

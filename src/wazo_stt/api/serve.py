@@ -53,14 +53,18 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     engine_loader: EngineLoader = load_engines,
+    api: bool = True,
 ) -> int:
-    """Serve until SIGTERM or SIGINT, stop gracefully, and return the exit status (0 after a graceful stop)."""
-    app = create_app(settings, engine_loader)
+    """Serve until SIGTERM or SIGINT, stop gracefully, and return the exit status (0 after a graceful stop).
+    ``api=False``: a worker node, whose HTTP port answers /health and /metrics only."""
+    app = create_app(settings, engine_loader, api=api)
     config = uvicorn.Config(
         app,
         host=host or settings.host,
         port=settings.port if port is None else port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's lines go through the root handler, in LOG_FORMAT (wazo_stt.logs)
+        access_log=False,  # wazo_stt.logs writes it, with the request's and the job's ids
         timeout_graceful_shutdown=settings.shutdown_grace_secs + RESPONSE_MARGIN_SECONDS,
         **uvicorn_limits(settings),
     )

@@ -14,6 +14,7 @@ from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.metrics import Metrics
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ServerState:
     load_error: str | None = None
     started_at: float = field(default=0.0)
     loop: asyncio.AbstractEventLoop | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     decode_budget: DecodeBudget = field(init=False)
 
     def __post_init__(self) -> None:

@@ -101,6 +101,13 @@ class FetchError(Exception):
     def __repr__(self) -> str:
         return f"FetchError({self.status_code}, {self.message!r})"
 
+    @property
+    def reason(self) -> str:
+        """A short label for metrics: ``too_large``, ``unreachable`` (the host's side failed) or ``refused``."""
+        if self.status_code == 413:
+            return "too_large"
+        return "unreachable" if isinstance(self, _Unreachable) else "refused"
+
 
 class _Unreachable(FetchError):
     """A failure on the host's side of the connection; its detail is logged, and shown only when asked for."""
@@ -322,4 +329,4 @@ async def fetch_audio(url: str, policy: FetchPolicy) -> bytes:
 def _answer(policy: FetchPolicy, safe_url: str, detail: str, cause: str = "") -> FetchError:
     """Log why the host could not give us the audio, and build what the client is told."""
     logger.info("Audio URL %s failed: %s%s", safe_url, detail, f" ({cause})" if cause else "")
-    return FetchError(400, detail if policy.detailed_errors else UNREACHABLE_MESSAGE)
+    return _Unreachable(detail if policy.detailed_errors else UNREACHABLE_MESSAGE)

@@ -1,4 +1,6 @@
-"""Purge old transcripts on a schedule (TEXT_RETENTION_DAYS), not only at start-up: servers run for months."""
+"""Purge old transcripts on a schedule (TEXT_RETENTION_DAYS), not only at start-up: servers run for months.
+
+Every server runs the loop; the store lets one of them purge at a time (advisory lock on PostgreSQL)."""
 
 from __future__ import annotations
 

@@ -1,259 +1,124 @@
-"""The persistent job queue: every accepted job, with its audio, lives in SQLite until it is finished.
+"""The persistent job queue: every accepted job, with its audio, lives in the database until it is finished.
 
 The queue *is* the table: workers claim the oldest ``queued`` row, queue positions are counted from it, and a
-restart finds every job exactly where it was. Audio sits in a table of its own so that status polls never
-read blobs, and it is deleted as soon as the job is finished.
+restart finds every job exactly where it was. Audio sits in a table of its own so that status polls never read
+blobs, and it is deleted as soon as the job is finished.
+
+A claimed job carries a **lease**: its worker's id and an expiry the worker renews while it runs. Completion,
+failure and progress are accepted only from the lease holder; a job whose lease expired (its worker was killed,
+its machine lost) is taken back by the next claim of any worker, counted as an attempt, and failed with the
+reason after ``max_attempts``. Written once for SQLite and PostgreSQL; what differs is in ``jobs/database.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import json
+import contextlib
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    UniqueConstraint,
-    delete,
-    event,
-    func,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column
+from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from wazo_stt.domain import JobStatus, Transcript
+from wazo_stt.jobs.convert import to_job, transcript_from_json, transcript_to_json
+from wazo_stt.jobs.database import DEFAULT_BUSY_TIMEOUT_MS, Database, DuplicateError
+from wazo_stt.jobs.events import JobEvents, JobWatch
+from wazo_stt.jobs.migrate import run_migrations
+from wazo_stt.jobs.outbox import Outbox, enqueue_webhook
+from wazo_stt.jobs.records import Job, JobSnapshot, NewJob, QueueFullError, Submission
+from wazo_stt.jobs.schema import AudioRow, JobRow
 
+# A job whose worker died this many times (crash, out of memory, lost machine), or whose result could not be
+# stored this many times, is failed with the reason rather than retried forever.
+MAX_ATTEMPTS = 3
+DEFAULT_LEASE_SECONDS = 60.0
 
-class _Base(DeclarativeBase):
-    pass
-
-
-class _JobRow(_Base):
-    __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("user_uuid", "message_id", name="uq_jobs_identity"),)
-
-    # ``seq`` orders the queue; ``id`` is what clients see.
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(36), unique=True, index=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    user_uuid: Mapped[str | None] = mapped_column(Text)
-    message_id: Mapped[str | None] = mapped_column(Text)
-    source: Mapped[str | None] = mapped_column(Text)  # file name, or the URL with its query string redacted
-    model: Mapped[str] = mapped_column(String(64))
-    language: Mapped[str | None] = mapped_column(String(8))
-    response_format: Mapped[str] = mapped_column(String(16))
-    granularities: Mapped[str] = mapped_column(String(32), default="")
-    created_at: Mapped[float] = mapped_column(Float)
-    started_at: Mapped[float | None] = mapped_column(Float)
-    finished_at: Mapped[float | None] = mapped_column(Float)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    audio_duration: Mapped[float | None] = mapped_column(Float)
-    text: Mapped[str | None] = mapped_column(Text)
-    transcript: Mapped[str | None] = mapped_column(Text)  # Transcript as JSON: segments and words included
-    error: Mapped[str | None] = mapped_column(Text)
-
-
-class _AudioRow(_Base):
-    __tablename__ = "job_audio"
-
-    job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A job as the rest of the program sees it (no ORM object escapes this module)."""
-
-    id: str
-    status: JobStatus
-    user_uuid: str | None
-    message_id: str | None
-    source: str | None
-    model: str
-    language: str | None
-    response_format: str
-    granularities: tuple[str, ...]
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    attempts: int
-    audio_duration: float | None
-    text: str | None
-    error: str | None
-    transcript: Transcript | None = None
-
-    @property
-    def has_identity(self) -> bool:
-        return self.user_uuid is not None
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """What a submission asks for."""
-
-    audio: bytes
-    audio_duration: float
-    model: str
-    response_format: str
-    language: str | None = None
-    granularities: tuple[str, ...] = ()
-    user_uuid: str | None = None
-    message_id: str | None = None
-    source: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Submission:
-    job: Job
-    created: bool  # False: the (user_uuid, message_id) pair already had a job, which is returned instead
-    # A new job's place in the queue when it was accepted (counted in the inserting transaction): a worker may
-    # take it before the response is written, and the client must still be told where it was queued.
-    queue_position: int | None = None
-
-
-class QueueFullError(Exception):
-    pass
-
-
-def _to_job(row: _JobRow, *, with_transcript: bool = False) -> Job:
-    transcript = None
-    if with_transcript and row.transcript:
-        transcript = Transcript.from_dict(json.loads(row.transcript))
-    return Job(
-        id=row.id,
-        status=JobStatus(row.status),
-        user_uuid=row.user_uuid,
-        message_id=row.message_id,
-        source=row.source,
-        model=row.model,
-        language=row.language,
-        response_format=row.response_format,
-        granularities=tuple(g for g in row.granularities.split(",") if g),
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        attempts=row.attempts,
-        audio_duration=row.audio_duration,
-        text=row.text,
-        error=row.error,
-        transcript=transcript,
-    )
-
-
-DEFAULT_BUSY_TIMEOUT_MS = 10_000
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout_ms: int) -> None:
-    # WAL lets status polls read while the worker writes; the busy timeout rides out short write contention
-    # (another process, a checkpoint) instead of failing at once with "database is locked".
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _writer_connection(dbapi_connection: Any, _record: Any) -> None:
-    # Take transaction control from the driver, which would only BEGIN (deferred) before the first write:
-    # _begin_immediate then opens every write transaction itself.
-    dbapi_connection.isolation_level = None
-
-
-def _begin_immediate(conn: Any) -> None:
-    # The write lock from the first statement: the reads a write depends on (is the pair known? is the queue
-    # full?) see the state the write lands on, and waiting for the lock goes through the busy timeout.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+_PENDING = (JobStatus.QUEUED, JobStatus.PROCESSING)
 
 
 class JobStore:
-    """All reads and writes of jobs. Async: SQLite work runs in aiosqlite's thread, never on the event loop.
-
-    Writes go through one connection of their own (``writer``): they queue for it in the process, in order,
-    instead of polling SQLite's lock, and each write transaction holds the lock from its first read. Reads
-    use a pool of other connections, which WAL never blocks.
-    """
+    """All reads and writes of jobs. Async: SQL runs in the driver's thread (SQLite) or over the network."""
 
     def __init__(
-        self, engine: AsyncEngine, max_queue_size: int, clock=time.time, *, writer: AsyncEngine | None = None
+        self,
+        db: Database,
+        max_queue_size: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        max_attempts: int = MAX_ATTEMPTS,
+        poll_seconds: float = 1.0,
     ) -> None:
-        self._engine = engine
-        self._writer = writer or engine
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-        self._write_sessions = async_sessionmaker(self._writer, expire_on_commit=False)
+        self._db = db
         self.max_queue_size = max_queue_size
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
         self._clock = clock
+        self.events = JobEvents(db, poll_seconds=poll_seconds)
+        self.outbox = Outbox(db, clock)
 
     @classmethod
-    def for_sqlite(
+    async def open(
         cls,
-        db_path: Path,
-        max_queue_size: int,
-        clock=time.time,
         *,
+        database_url: str | None = None,
+        db_path: Path | None = None,
+        max_queue_size: int,
+        clock: Callable[[], float] = time.time,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        sqlite_synchronous: str = "FULL",
+        **options: Any,
     ) -> JobStore:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite+aiosqlite:///{db_path}"
-        pragmas = functools.partial(_sqlite_pragmas, busy_timeout_ms=busy_timeout_ms)
-        reader = create_async_engine(url)
-        event.listen(reader.sync_engine, "connect", pragmas)
-        writer = create_async_engine(url, pool_size=1, max_overflow=0)
-        event.listen(writer.sync_engine, "connect", pragmas)
-        event.listen(writer.sync_engine, "connect", _writer_connection)
-        event.listen(writer.sync_engine, "begin", _begin_immediate)
-        return cls(reader, max_queue_size, clock, writer=writer)
+        """Connect, migrate the schema (once, under a lock) and listen for other processes' changes."""
+        db = Database.connect(
+            database_url, db_path, busy_timeout_ms=busy_timeout_ms, sqlite_synchronous=sqlite_synchronous
+        )
+        try:
+            await run_migrations(db)
+        except BaseException:
+            await db.close()
+            raise
+        store = cls(db, max_queue_size, clock, **options)
+        store.events.start()
+        return store
 
-    async def create_schema(self) -> None:
-        async with self._writer.begin() as conn:
-            await conn.run_sync(_Base.metadata.create_all)
+    @property
+    def dialect(self) -> str:
+        return "postgresql" if self._db.is_postgresql else "sqlite"
 
     async def close(self) -> None:
-        await self._engine.dispose()
-        if self._writer is not self._engine:
-            await self._writer.dispose()
-
-    def _session(self) -> AsyncSession:
-        return self._sessions()
-
-    def _write_session(self) -> AsyncSession:
-        return self._write_sessions()
+        await self.events.close()
+        await self._db.close()
 
     # --- submission -------------------------------------------------------------------------------------
 
     async def submit(self, new: NewJob, *, force: bool = False) -> Submission:
-        """Insert a job, or return the one already holding its ``(user_uuid, message_id)``.
+        """Insert a job, or return the one already holding its ``(tenant, user_uuid, message_id)``.
 
         Uniqueness is the database's constraint, not a check-then-insert, so concurrent submissions of the same
-        pair create exactly one job. With ``force``, a finished job of that pair is replaced; a job still queued
-        or processing is returned as it is, since it will produce a fresh transcript anyway.
+        pair create exactly one job. A completed job of that pair is returned as it is (cached) unless ``force``;
+        a *failed* one is replaced, forced or not (a resubmission is a retry); a job still queued or processing
+        is returned as it is, since it will produce a fresh transcript anyway.
         """
         try:
-            async with self._write_session() as session, session.begin():
-                existing = await self._find_identity(session, new.user_uuid, new.message_id)
+            async with self._db.writing() as session:
+                existing = await self._find_identity(session, new.tenant, new.user_uuid, new.message_id)
                 if existing is not None:
-                    if not force or existing.status in (JobStatus.QUEUED, JobStatus.PROCESSING):
-                        return Submission(_to_job(existing), created=False)
-                    await session.execute(delete(_JobRow).where(_JobRow.id == existing.id))
+                    if existing.status in _PENDING or (existing.status == JobStatus.COMPLETED and not force):
+                        return Submission(to_job(existing), created=False)
+                    await session.execute(delete(JobRow).where(JobRow.id == existing.id))
                 queued = await session.scalar(
-                    select(func.count()).select_from(_JobRow).where(_JobRow.status == JobStatus.QUEUED)
+                    select(func.count()).select_from(JobRow).where(JobRow.status == JobStatus.QUEUED)
                 )
                 if queued >= self.max_queue_size:
                     raise QueueFullError
-                row = _JobRow(
+                row = JobRow(
                     id=str(uuid.uuid4()),
+                    tenant=new.tenant,
                     status=JobStatus.QUEUED,
                     user_uuid=new.user_uuid,
                     message_id=new.message_id,
@@ -265,148 +130,257 @@ class JobStore:
                     created_at=self._clock(),
                     attempts=0,
                     audio_duration=new.audio_duration,
+                    callback_url=new.callback_url,
                 )
                 session.add(row)
                 await session.flush()
-                session.add(_AudioRow(job_id=row.id, data=new.audio))
-        except IntegrityError:
+                session.add(AudioRow(job_id=row.id, data=new.audio))
+                await self._db.announce(session, row.id, queued=True)
+        except DuplicateError:
             # Another request inserted the same pair between our read and our insert: theirs is the job.
             return await self._existing_after_race(new)
-        return Submission(_to_job(row), created=True, queue_position=queued + 1)
+        self.events.publish(row.id, queued=True)
+        return Submission(to_job(row), created=True, queue_position=queued + 1)
 
     async def _existing_after_race(self, new: NewJob) -> Submission:
-        async with self._session() as session:
-            existing = await self._find_identity(session, new.user_uuid, new.message_id)
+        async with self._db.reading() as session:
+            existing = await self._find_identity(session, new.tenant, new.user_uuid, new.message_id)
             assert existing is not None, "unique constraint fired but no row holds the pair"
-            return Submission(_to_job(existing), created=False)
+            return Submission(to_job(existing), created=False)
 
     @staticmethod
-    async def _find_identity(session: AsyncSession, user_uuid: str | None, message_id: str | None):
+    async def _find_identity(
+        session: AsyncSession, tenant: str | None, user_uuid: str | None, message_id: str | None
+    ) -> JobRow | None:
         if user_uuid is None or message_id is None:
             return None
-        return await session.scalar(
-            select(_JobRow).where(_JobRow.user_uuid == user_uuid, _JobRow.message_id == message_id)
+        query = select(JobRow).where(JobRow.user_uuid == user_uuid, JobRow.message_id == message_id)
+        return await session.scalar(_scoped(query, tenant).order_by(JobRow.seq.desc()).limit(1))
+
+    # --- reads (tenant=None: every tenant, for operators) ---------------------------------------------------
+
+    async def get(self, job_id: str, *, tenant: str | None = None, with_transcript: bool = False) -> Job | None:
+        async with self._db.reading() as session:
+            row = await session.scalar(_scoped(select(JobRow).where(JobRow.id == job_id), tenant))
+        if row is None:
+            return None
+        return to_job(row, await transcript_from_json(row.transcript) if with_transcript else None)
+
+    async def lookup(self, user_uuid: str, message_id: str, *, tenant: str | None = None) -> Job | None:
+        async with self._db.reading() as session:
+            row = await self._find_identity(session, tenant, user_uuid, message_id)
+        return None if row is None else to_job(row)
+
+    async def snapshot(self, job_id: str, *, tenant: str | None = None) -> JobSnapshot | None:
+        """The job, its queue position and its progress from ONE statement, so they agree: never ``queued``
+        without a position, never a position of a job a worker already holds."""
+        ahead = aliased(JobRow)
+        position = (
+            select(func.count())
+            .where(ahead.status == JobStatus.QUEUED, ahead.seq <= JobRow.seq)
+            .correlate(JobRow)
+            .scalar_subquery()
         )
+        query = _scoped(select(JobRow, position).where(JobRow.id == job_id), tenant)
+        async with self._db.reading() as session:
+            found = (await session.execute(query)).first()
+        if found is None:
+            return None
+        row, queue_position = found
+        return JobSnapshot(to_job(row), queue_position if row.status == JobStatus.QUEUED else None)
 
-    # --- reads --------------------------------------------------------------------------------------------
-
-    async def get(self, job_id: str, *, with_transcript: bool = False) -> Job | None:
-        async with self._session() as session:
-            row = await session.scalar(select(_JobRow).where(_JobRow.id == job_id))
-            return None if row is None else _to_job(row, with_transcript=with_transcript)
-
-    async def lookup(self, user_uuid: str, message_id: str) -> Job | None:
-        async with self._session() as session:
-            row = await self._find_identity(session, user_uuid, message_id)
-            return None if row is None else _to_job(row)
-
-    async def queue_position(self, job_id: str) -> int | None:
+    async def queue_position(self, job_id: str, *, tenant: str | None = None) -> int | None:
         """1 for the next job to run; None when the job is not queued."""
-        # One statement, so one snapshot: two reads could see the job queued, then a worker take it (position 0).
-        own = aliased(_JobRow)
-        own_seq = select(own.seq).where(own.id == job_id, own.status == JobStatus.QUEUED).scalar_subquery()
-        ahead = select(func.count()).where(_JobRow.status == JobStatus.QUEUED, _JobRow.seq <= own_seq)
-        async with self._session() as session:
-            position = await session.scalar(ahead)
-        return position or None
+        snapshot = await self.snapshot(job_id, tenant=tenant)
+        return None if snapshot is None else snapshot.queue_position
 
-    async def counts(self) -> dict[str, int]:
-        async with self._session() as session:
-            rows = await session.execute(select(_JobRow.status, func.count()).group_by(_JobRow.status))
-            by_status = {status: n for status, n in rows.all()}
+    async def counts(self, *, tenant: str | None = None) -> dict[str, int]:
+        query = _scoped(select(JobRow.status, func.count()).group_by(JobRow.status), tenant)
+        async with self._db.reading() as session:
+            by_status = {status: n for status, n in (await session.execute(query)).all()}
         return {status.value: by_status.get(status.value, 0) for status in JobStatus}
 
+    async def oldest_queued_at(self) -> float | None:
+        """When the oldest queued job was submitted (None: the queue is empty), for the queue-age metric."""
+        async with self._db.reading() as session:
+            return await session.scalar(select(func.min(JobRow.created_at)).where(JobRow.status == JobStatus.QUEUED))
+
     async def audio(self, job_id: str) -> bytes | None:
-        async with self._session() as session:
-            return await session.scalar(select(_AudioRow.data).where(_AudioRow.job_id == job_id))
+        async with self._db.reading() as session:
+            return await session.scalar(select(AudioRow.data).where(AudioRow.job_id == job_id))
 
-    # --- worker transitions -----------------------------------------------------------------------------
+    def watch(self, job_id: str) -> contextlib.AbstractContextManager[JobWatch]:
+        """``with store.watch(id) as w:`` read the job, then ``await w.wait(timeout)`` until it changes (in any
+        process), read again... Register before the first read so no change is missed."""
+        return self.events.watch(job_id)
 
-    async def claim_next(self) -> Job | None:
-        """Atomically move the oldest queued job to ``processing`` and return it."""
-        async with self._write_session() as session, session.begin():
-            oldest = (
-                select(_JobRow.seq)
-                .where(_JobRow.status == JobStatus.QUEUED)
-                .order_by(_JobRow.seq)
-                .limit(1)
-                .scalar_subquery()
-            )
-            row = await session.scalar(
-                update(_JobRow)
-                .where(_JobRow.seq == oldest, _JobRow.status == JobStatus.QUEUED)
-                .values(status=JobStatus.PROCESSING, started_at=self._clock(), attempts=_JobRow.attempts + 1)
-                .returning(_JobRow)
-            )
-            return None if row is None else _to_job(row)
+    async def wait_changed(self, job_id: str, timeout: float) -> bool:
+        """Wait until the job changes in any process (True), or up to ``timeout`` (False)."""
+        return await self.events.wait_changed(job_id, timeout)
 
-    async def complete(self, job_id: str, transcript: Transcript) -> None:
-        await self._finish(
+    # --- worker transitions (only from the lease holder) ---------------------------------------------------
+
+    async def claim_next(self, worker_id: str) -> Job | None:
+        """Take the oldest job that is queued or whose lease expired, under a fresh lease for ``worker_id``.
+
+        ``FOR UPDATE SKIP LOCKED`` lets N workers on PostgreSQL claim side by side without colliding or coming
+        back empty while jobs wait (SQLite ignores it: its write lock serialises claims). A job taken back from
+        an expired lease has already used ``max_attempts`` attempts is failed here, with the reason.
+        """
+        while True:
+            now = self._clock()
+            async with self._db.writing() as session:
+                row = await session.scalar(
+                    select(JobRow)
+                    .where(_claimable(now))
+                    .order_by(JobRow.seq)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if row is None:
+                    return None
+                exhausted = row.status == JobStatus.PROCESSING and row.attempts >= self.max_attempts
+                if exhausted:
+                    reason = f"The server stopped while transcribing this job {row.attempts} times; giving up"
+                    await self._end(session, row.id, status=JobStatus.FAILED, error=reason)
+                else:
+                    claimed = await session.scalar(
+                        update(JobRow)
+                        .where(JobRow.seq == row.seq)
+                        .values(
+                            status=JobStatus.PROCESSING,
+                            started_at=now,
+                            attempts=JobRow.attempts + 1,
+                            worker_id=worker_id,
+                            lease_expires_at=now + self.lease_seconds,
+                            progress=0.0,
+                            partial_text=None,
+                        )
+                        .returning(JobRow)
+                    )
+                    await self._db.announce(session, row.id)
+            self.events.publish(row.id)
+            if not exhausted:
+                return to_job(claimed)
+
+    async def renew(
+        self, job_id: str, worker_id: str, *, progress: float | None = None, partial_text: str | None = None
+    ) -> bool:
+        """Extend the lease (and record progress); False when the lease is lost: stop working on the job."""
+        values: dict[str, Any] = {"lease_expires_at": self._clock() + self.lease_seconds}
+        if progress is not None:
+            values["progress"] = progress
+        if partial_text is not None:
+            values["partial_text"] = partial_text
+        return await self._as_holder(job_id, worker_id, announce=progress is not None, **values)
+
+    async def complete(self, job_id: str, worker_id: str, transcript: Transcript) -> bool:
+        """Store the result; False (nothing written) when ``worker_id`` no longer holds the job's lease."""
+        data = await transcript_to_json(transcript)
+        return await self._finish(
             job_id,
+            worker_id,
             status=JobStatus.COMPLETED,
             text=transcript.text,
-            transcript=json.dumps(transcript.to_dict(), ensure_ascii=False),
+            transcript=data,
             audio_duration=transcript.duration,
         )
 
-    async def fail(self, job_id: str, error: str) -> None:
-        await self._finish(job_id, status=JobStatus.FAILED, error=error)
+    async def fail(self, job_id: str, worker_id: str, error: str) -> bool:
+        return await self._finish(job_id, worker_id, status=JobStatus.FAILED, error=error)
 
-    async def _finish(self, job_id: str, **values: Any) -> None:
-        async with self._write_session() as session, session.begin():
-            await session.execute(
-                update(_JobRow).where(_JobRow.id == job_id).values(finished_at=self._clock(), **values)
-            )
-            await session.execute(delete(_AudioRow).where(_AudioRow.job_id == job_id))
+    async def release(self, job_id: str, worker_id: str) -> bool:
+        """Put a job back in the queue with its attempt *not* counted: for a graceful stop that could not wait
+        for the job, which did nothing wrong (it keeps its place: the queue is ordered by submission)."""
+        attempts = case((JobRow.attempts > 0, JobRow.attempts - 1), else_=0)
+        return await self._as_holder(job_id, worker_id, queued=True, attempts=attempts, **_UNCLAIMED)
 
-    async def release(self, job_id: str) -> bool:
-        """Put a job this process was transcribing back in the queue, its attempt not counted.
+    async def retry_later(self, job_id: str, worker_id: str, reason: str) -> JobStatus | None:
+        """Something other than the database went wrong with the job (its result could not be stored, a bug):
+        its attempt stays counted, and it goes back to the queue, or fails with ``reason`` once it used
+        ``max_attempts``. Returns the job's new status (None when the lease was lost)."""
+        async with self._db.writing() as session:
+            row = await session.scalar(_held(select(JobRow), job_id, worker_id))
+            if row is None:
+                return None
+            if row.attempts >= self.max_attempts:
+                error = f"Failed {row.attempts} times; giving up. Last error: {reason}"
+                await self._end(session, job_id, status=JobStatus.FAILED, error=error)
+                status = JobStatus.FAILED
+            else:
+                await session.execute(update(JobRow).where(JobRow.id == job_id).values(**_UNCLAIMED))
+                await self._db.announce(session, job_id, queued=True)
+                status = JobStatus.QUEUED
+        self.events.publish(job_id, queued=status is JobStatus.QUEUED)
+        return status
 
-        For a graceful stop that could not wait for the job: the job did nothing wrong, so it keeps its place
-        (the queue is ordered by submission) and its attempts. Only a job still ``processing`` is touched, so a
-        release racing the job's own completion changes nothing. Returns whether the job was released.
-        """
-        async with self._write_session() as session, session.begin():
-            result = await session.execute(
-                update(_JobRow)
-                .where(_JobRow.id == job_id, _JobRow.status == JobStatus.PROCESSING)
-                .values(status=JobStatus.QUEUED, started_at=None, attempts=func.max(_JobRow.attempts - 1, 0))
-            )
+    async def _finish(self, job_id: str, worker_id: str, **values: Any) -> bool:
+        async with self._db.writing() as session:
+            held = await session.scalar(_held(select(JobRow.seq), job_id, worker_id).with_for_update())
+            if held is None:
+                return False
+            await self._end(session, job_id, **values)
+        self.events.publish(job_id)
+        return True
+
+    async def _end(self, session: AsyncSession, job_id: str, **values: Any) -> None:
+        """Finish a job in the caller's transaction: result or error stored, lease dropped, audio deleted."""
+        await session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id)
+            .values(finished_at=self._clock(), worker_id=None, lease_expires_at=None, partial_text=None, **values)
+        )
+        await session.execute(delete(AudioRow).where(AudioRow.job_id == job_id))
+        await enqueue_webhook(session, job_id, self._clock())
+        await self._db.announce(session, job_id)
+
+    async def _as_holder(
+        self, job_id: str, holder: str, /, *, announce: bool = True, queued: bool = False, **values: Any
+    ) -> bool:
+        async with self._db.writing() as session:
+            result = await session.execute(_held(update(JobRow), job_id, holder).values(**values))
+            if result.rowcount and announce:
+                await self._db.announce(session, job_id, queued=queued)
+        if result.rowcount and announce:
+            self.events.publish(job_id, queued=queued)
         return bool(result.rowcount)
 
-    async def requeue_interrupted(self, max_attempts: int) -> tuple[list[str], list[str]]:
-        """At start-up: jobs left ``processing`` by a dead process go back to the queue, or fail for good.
-
-        Returns the ids re-queued and the ids failed.
-        """
-        async with self._write_session() as session, session.begin():
-            rows = (await session.scalars(select(_JobRow).where(_JobRow.status == JobStatus.PROCESSING))).all()
-            requeued = [r.id for r in rows if r.attempts < max_attempts]
-            failed = [r.id for r in rows if r.attempts >= max_attempts]
-            if requeued:
-                await session.execute(
-                    update(_JobRow).where(_JobRow.id.in_(requeued)).values(status=JobStatus.QUEUED, started_at=None)
-                )
-            if failed:
-                await session.execute(
-                    update(_JobRow)
-                    .where(_JobRow.id.in_(failed))
-                    .values(
-                        status=JobStatus.FAILED,
-                        finished_at=self._clock(),
-                        error=f"The server stopped while transcribing this job {max_attempts} times; giving up",
-                    )
-                )
-                await session.execute(delete(_AudioRow).where(_AudioRow.job_id.in_(failed)))
-        return requeued, failed
+    # --- retention ----------------------------------------------------------------------------------------
 
     async def purge_older_than(self, days: int) -> int:
-        """Delete finished jobs (and so their transcript text) older than ``days``. Returns how many."""
+        """Delete finished jobs (and so their transcript text) older than ``days``. Returns how many.
+
+        One server at a time: the others skip the round (advisory lock on PostgreSQL)."""
         cutoff = self._clock() - days * 86400
-        async with self._write_session() as session, session.begin():
+        async with self._db.writing() as session:
+            if not await self._db.try_exclusive(session, "retention"):
+                return 0
             result = await session.execute(
-                delete(_JobRow).where(
-                    _JobRow.status.in_((JobStatus.COMPLETED, JobStatus.FAILED)), _JobRow.finished_at < cutoff
+                delete(JobRow).where(
+                    JobRow.status.in_((JobStatus.COMPLETED, JobStatus.FAILED)), JobRow.finished_at < cutoff
                 )
             )
         return result.rowcount or 0
+
+
+_UNCLAIMED: dict[str, Any] = {
+    "status": JobStatus.QUEUED,
+    "started_at": None,
+    "worker_id": None,
+    "lease_expires_at": None,
+    "progress": None,
+    "partial_text": None,
+}
+
+
+def _scoped(query: Any, tenant: str | None) -> Any:
+    return query if tenant is None else query.where(JobRow.tenant == tenant)
+
+
+def _claimable(now: float) -> Any:
+    expired = (JobRow.status == JobStatus.PROCESSING) & (JobRow.lease_expires_at < now)
+    return or_(JobRow.status == JobStatus.QUEUED, expired)
+
+
+def _held(query: Any, job_id: str, worker_id: str) -> Any:
+    return query.where(JobRow.id == job_id, JobRow.worker_id == worker_id, JobRow.status == JobStatus.PROCESSING)

@@ -4,26 +4,34 @@ Decoding and inference are CPU-bound and blocking, so they run in a thread; the 
 status poll answers in milliseconds while an hour of audio is being transcribed.
 
 A worker never dies and never drops a job: a database that refuses a write (locked past its busy timeout, disk
-full) is retried with a growing pause, with the transcript kept in memory, so nothing is transcribed twice. On a
-graceful stop the running job may finish within the grace period; past it, the job goes back to the queue with
-its attempt not counted, and the thread doing the work is abandoned (a daemon: it cannot hold the exit).
+full, server restarting) is retried with a growing pause, with the transcript kept in memory, so nothing is
+transcribed twice. While a job runs its lease is renewed (with the progress, at most once a second); a worker that
+lost its lease (paused past it: another worker took the job over) stops and writes nothing. On a graceful stop the
+running job may finish within the grace period; past it, the job goes back to the queue with its attempt not
+counted, and the thread doing the work is abandoned (a daemon: it cannot hold the exit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import os
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from wazo_stt.audio import AudioError, decode_audio
 from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.engine.registry import EngineRegistry, UnknownModelError
-from wazo_stt.jobs.store import Job, JobStore
+from wazo_stt.jobs.records import Job, StoreUnavailableError
+from wazo_stt.jobs.store import JobStore
+from wazo_stt.logs import job_id_var
+from wazo_stt.metrics import Metrics, failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 # Once the grace period is over, how long the workers get to put their jobs back in the queue.
 ABANDON_SECONDS = 10.0
+# Progress is written (with the lease's renewal) at most this often.
+PROGRESS_WRITE_SECONDS = 1.0
 
 
 class _Abandoned(Exception):
@@ -49,22 +59,25 @@ class WorkerPool:
         workers: int = 1,
         poll_seconds: float = 1.0,
         retry_seconds: float = RETRY_FIRST_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or Metrics()
         self._registry = registry
         self._workers = workers
         self._poll_seconds = poll_seconds
         self._retry_seconds = retry_seconds
         self._wakeup = asyncio.Event()
         self._abandon = asyncio.Event()
-        self._finished: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self.busy = 0  # jobs being transcribed right now
-        # Job id -> fraction of its speech recognised, while it runs here. In memory: it is worth nothing once
-        # the job is finished, and writing it to the database would be a write per chunk.
-        self._progress: dict[str, float] = {}
+        # Names the lease holder in the database: which machine, which process, which pool.
+        self.worker_id = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Job id -> (fraction of its speech recognised, text so far) while it runs here: set by the transcription
+        # thread, written to the database with the lease's renewal (throttled).
+        self._progress: dict[str, tuple[float, str | None]] = {}
 
     @property
     def stopping(self) -> bool:
@@ -72,7 +85,11 @@ class WorkerPool:
         return self._stopping
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._run(), name=f"worker-{i}") for i in range(self._workers)]
+        if self._workers:
+            self._store.events.on_queued(self.notify)  # a job queued by any server wakes an idle worker here
+        self._tasks = [
+            asyncio.create_task(self._run(f"{self.worker_id}/{i}"), name=f"worker-{i}") for i in range(self._workers)
+        ]
 
     def notify(self) -> None:
         """A job was queued (or the engine became ready): wake an idle worker now rather than at its next poll."""
@@ -99,32 +116,28 @@ class WorkerPool:
             log.warning("Grace period (%g s) over: the running job goes back to the queue", grace_seconds)
             self._abandon.set()
             _, pending = await asyncio.wait(pending, timeout=ABANDON_SECONDS)
-            for task in pending:  # stuck on the database: its job stays processing, re-queued at the next start
+            for task in pending:  # stuck on the database: its job stays processing, taken back when its lease expires
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._wake_waiters()
 
-    def progress(self, job_id: str) -> float | None:
-        """How much of a running job's speech is recognised (0 to 1), or None when it is not running here."""
-        return self._progress.get(job_id)
-
-    def _set_progress(self, job_id: str, done: float) -> None:
+    def _set_progress(self, job_id: str, done: float, text: str | None = None) -> None:
         # Called from the transcription thread; one dict item assignment is atomic under the GIL. A job
         # abandoned at shutdown is no longer in the dict and must not come back into it.
         if job_id in self._progress:
-            self._progress[job_id] = done
+            self._progress[job_id] = (done, text)
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Wait until the job is completed or failed; returns it then, or the job as it is at the timeout.
 
-        During a stop, a job still queued will not run in this process: it is returned as it is at once.
+        Learns of a job finished by another process (a worker elsewhere) from the store's change events
+        (PostgreSQL NOTIFY, or polling). During a stop, a job still queued will not run in this process when this
+        process has workers: it is returned as it is at once.
         """
-        event = self._finished.setdefault(job_id, asyncio.Event())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        try:
+        with self._store.watch(job_id) as changed:
             while True:
-                event.clear()  # before reading, so a change made while we read still wakes us
                 job = await self._store.get(job_id, with_transcript=True)
                 if job is None or job.status in (JobStatus.COMPLETED, JobStatus.FAILED):
                     return job
@@ -133,21 +146,16 @@ class WorkerPool:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return job
-                # The event is the fast path; the timeout covers a job finished by another process.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, self._poll_seconds * 5))
-        finally:
-            self._finished.pop(job_id, None)
+                await changed.wait(remaining)
 
     def _wake_waiters(self) -> None:
-        for event in self._finished.values():
-            event.set()
+        self._store.events.publish_all()
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), seconds)
 
-    async def _run(self) -> None:
+    async def _run(self, worker_id: str) -> None:
         failures = 0
         while not self._stopping:
             # Clear before looking, so a job queued while we look still wakes us.
@@ -157,10 +165,10 @@ class WorkerPool:
                 await self._idle(self._poll_seconds)
                 continue
             try:
-                job = await self._store.claim_next()
-            except SQLAlchemyError as exc:
+                job = await self._store.claim_next(worker_id)
+            except StoreUnavailableError as exc:
                 failures += 1
-                log.error("Cannot take the next job from the database (%s); retrying", _db_reason(exc))
+                log.error("Cannot take the next job from the database (%s); retrying", exc)
                 await self._idle(self._backoff(failures))
                 continue
             failures = 0
@@ -168,58 +176,106 @@ class WorkerPool:
                 await self._idle(self._poll_seconds)
                 continue
             self.busy += 1
+            job_token = job_id_var.set(job.id)  # tags every line about this job, the engine's included
+            self._metrics.job_started(job.created_at, job.started_at)
             try:
-                await self._process(job, registry)
+                await self._process(job, registry, worker_id)
             except _Abandoned:
-                log.error("Job %s stays 'processing'; it will be re-queued at the next start", job.id)
-            except Exception:  # a bug: keep the worker alive, and the job in the queue if the database allows
-                log.exception("Worker error on job %s; putting it back in the queue", job.id)
-                with contextlib.suppress(Exception):
-                    await self._store.release(job.id)
+                log.error("Job %s stays 'processing'; another worker takes it back when its lease expires", job.id)
+            except Exception as exc:  # its result could not be stored, or a bug: counted, so it never loops
+                log.exception("Worker error on job %s", job.id)
+                reason = f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(Exception):  # else the lease expires and the job is taken back
+                    await self._store.retry_later(job.id, worker_id, reason)
                 await self._idle(self._poll_seconds)
             finally:
+                job_id_var.reset(job_token)
                 self.busy -= 1
                 self._progress.pop(job.id, None)
-                if event := self._finished.get(job.id):
-                    event.set()
 
-    async def _process(self, job: Job, registry: EngineRegistry) -> None:
+    async def _process(self, job: Job, registry: EngineRegistry, worker_id: str) -> None:
         audio = await self._retrying(lambda: self._store.audio(job.id), f"read the audio of job {job.id}")
         if audio is None:
             await self._retrying(
-                lambda: self._store.fail(job.id, "The job's audio is missing from the database"), f"fail job {job.id}"
+                lambda: self._store.fail(job.id, worker_id, "The job's audio is missing from the database"),
+                f"fail job {job.id}",
             )
+            self._metrics.job_failed(job.model, failure_reason(None))
             return
-        self._progress[job.id] = 0.0
-        work = _in_daemon_thread(_transcribe, audio, job, registry, lambda done: self._set_progress(job.id, done))
-        if not await self._finished_unless_abandoned(work):
-            await self._retrying(lambda: self._store.release(job.id), f"put job {job.id} back in the queue")
-            log.warning("Job %s put back in the queue, to run after the restart", job.id)
+        self._progress[job.id] = (0.0, None)
+        started = time.monotonic()
+        work = _in_daemon_thread(
+            _transcribe,
+            audio,
+            job,
+            registry,
+            lambda done, text=None: self._set_progress(job.id, done, text),
+            self._metrics,
+        )
+        outcome = await self._run_under_lease(work, job.id, worker_id)
+        if outcome == "abandoned":
+            await self._retrying(lambda: self._store.release(job.id, worker_id), f"put job {job.id} back in the queue")
+            log.warning("Job %s put back in the queue, for another worker or after the restart", job.id)
+            return
+        if outcome == "lost":
+            log.warning("Job %s: lease lost (another worker took it over); its work here is dropped", job.id)
             return
         try:
             transcript = work.result()
         except (AudioError, UnknownModelError) as exc:
             log.warning("Job %s failed: %s", job.id, exc)
-            error = str(exc)
+            error, reason = str(exc), failure_reason(exc)
         except Exception as exc:
             log.exception("Job %s failed", job.id)
-            error = f"Transcription failed: {type(exc).__name__}: {exc}"
+            error, reason = f"Transcription failed: {type(exc).__name__}: {exc}", failure_reason(exc)
         else:
-            await self._retrying(lambda: self._store.complete(job.id, transcript), f"store the result of {job.id}")
-            log.info("Job %s completed (%.1f s of audio)", job.id, transcript.duration)
+            stored = await self._retrying(
+                lambda: self._store.complete(job.id, worker_id, transcript), f"store the result of {job.id}"
+            )
+            if stored:
+                self._metrics.job_completed(job.model, transcript.duration, time.monotonic() - started)
+                log.info("Job %s completed (%.1f s of audio)", job.id, transcript.duration)
+            else:
+                log.warning("Job %s: lease lost before its result was stored; the other worker's result stands", job.id)
             return
-        await self._retrying(lambda: self._store.fail(job.id, error), f"store the failure of job {job.id}")
+        if await self._retrying(
+            lambda: self._store.fail(job.id, worker_id, error), f"store the failure of job {job.id}"
+        ):
+            self._metrics.job_failed(job.model, reason)
 
-    async def _finished_unless_abandoned(self, work: asyncio.Future[Transcript]) -> bool:
+    async def _run_under_lease(self, work: asyncio.Future[Transcript], job_id: str, worker_id: str) -> str:
+        """Wait for the transcription, renewing the lease (and writing progress) meanwhile. Returns "done",
+        "abandoned" (the stop's grace period ended) or "lost" (another worker holds the job now)."""
         abandon = asyncio.ensure_future(self._abandon.wait())
+        interval = min(PROGRESS_WRITE_SECONDS, self._store.lease_seconds / 3)
+        written: tuple[float, str | None] | None = None
         try:
-            await asyncio.wait({work, abandon}, return_when=asyncio.FIRST_COMPLETED)
+            while not work.done():
+                await asyncio.wait({work, abandon}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+                if work.done():
+                    break
+                if abandon.done():
+                    work.cancel()  # the thread's result, when it comes, is dropped
+                    return "abandoned"
+                current = self._progress.get(job_id)
+                changed = current if current != written else None
+                try:
+                    held = await self._store.renew(
+                        job_id,
+                        worker_id,
+                        progress=changed[0] if changed else None,
+                        partial_text=changed[1] if changed else None,
+                    )
+                except StoreUnavailableError as exc:  # keep working: the lease may still be ours when it answers
+                    log.error("Cannot renew the lease of job %s (%s)", job_id, exc)
+                    continue
+                if not held:
+                    work.cancel()
+                    return "lost"
+                written = current
         finally:
             abandon.cancel()
-        if not work.done():
-            work.cancel()  # the thread's result, when it comes, is dropped
-            return False
-        return True
+        return "done"
 
     async def _retrying(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
         """Run a database operation until it succeeds: a failed write must neither kill the worker nor lose
@@ -228,21 +284,17 @@ class WorkerPool:
         while True:
             try:
                 return await operation()
-            except SQLAlchemyError as exc:
+            except StoreUnavailableError as exc:
                 failures += 1
                 if self._abandon.is_set():
                     raise _Abandoned from exc
                 pause = self._backoff(failures)
-                log.error("Could not %s (%s); retrying in %g s", what, _db_reason(exc), pause)
+                log.error("Could not %s (%s); retrying in %g s", what, exc, pause)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._abandon.wait(), pause)
 
     def _backoff(self, failures: int) -> float:
         return min(self._retry_seconds * 2 ** (failures - 1), RETRY_MAX_SECONDS)
-
-
-def _db_reason(exc: SQLAlchemyError) -> str:
-    return str(getattr(exc, "orig", None) or exc)
 
 
 def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Future[T]:
@@ -253,6 +305,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()  # the job's id tags the lines the engine logs in that thread
 
     def settle(result: T | None, error: BaseException | None) -> None:
         if future.done():
@@ -264,7 +317,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
 
     def target() -> None:
         try:
-            result, error = function(*args), None
+            result, error = context.run(function, *args), None
         except Exception as exc:
             result, error = None, exc
         except BaseException as exc:  # SystemExit and the like must not escape into the event loop
@@ -276,7 +329,10 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
     return future
 
 
-def _transcribe(audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[[float], None]) -> Transcript:
+def _transcribe(
+    audio: bytes, job: Job, registry: EngineRegistry, progress: Callable[..., None], metrics: Metrics
+) -> Transcript:
     engine = registry.resolve(job.model)
-    decoded = decode_audio(audio)
+    with metrics.decode_time.time():
+        decoded = decode_audio(audio)
     return engine.transcribe(decoded.samples, job.language, progress)

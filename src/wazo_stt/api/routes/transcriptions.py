@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from wazo_stt.api.callbacks import job_callback_url, webhook_status
 from wazo_stt.api.errors import ApiError
 from wazo_stt.api.forms import TranscriptionForm, parse_transcription_form, read_form
 from wazo_stt.api.schemas import job_status_body, lookup_body, submission_body
@@ -20,6 +21,7 @@ from wazo_stt.domain import JobStatus, ResponseFormat
 from wazo_stt.engine.registry import UnknownModelError
 from wazo_stt.formats import render
 from wazo_stt.jobs.store import Job, NewJob, QueueFullError
+from wazo_stt.logs import bind_job
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/audio/transcriptions", tags=["transcriptions"])
@@ -49,9 +51,10 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
         # Known pair: answer from the store without downloading or decoding the audio again.
         assert form.user_uuid is not None and form.message_id is not None
         existing = await state.store.lookup(form.user_uuid, form.message_id)
-        if existing is not None:
+        if existing is not None and existing.status is not JobStatus.FAILED:  # a failed pair is retried
             return await _submission_response(existing, state, created=False, forced=False)
 
+    callback_url = await job_callback_url(form.callback_url, state)
     audio, source = await _read_audio(form, state)
     # Only the duration is kept: the samples (64 KB per second of audio) must not stay alive while a synchronous
     # request waits for its job; the worker decodes again.
@@ -75,6 +78,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
                 user_uuid=form.user_uuid,
                 message_id=form.message_id,
                 source=source,
+                callback_url=callback_url,
             ),
             force=form.force,
         )
@@ -86,6 +90,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             headers={"Retry-After": QUEUE_FULL_RETRY_AFTER},
         ) from None
     job = submission.job
+    bind_job(job.id)
     if submission.created:
         state.workers.notify()
         log.info("Job %s queued (%s, %.1f s of audio)", job.id, source, duration)
@@ -120,8 +125,10 @@ async def _read_audio(form: TranscriptionForm, state: ServerState) -> tuple[byte
         return data, form.upload.filename
     assert form.url is not None
     try:
-        data = await fetch_audio(form.url, FetchPolicy.from_settings(settings))
+        with state.metrics.fetch_time.time():
+            data = await fetch_audio(form.url, FetchPolicy.from_settings(settings))
     except FetchError as exc:
+        state.metrics.fetch_failures.labels(exc.reason).inc()
         raise ApiError(exc.status_code, exc.message, param="url", code="url_fetch_failed") from None
     return data, redact_url(form.url)
 
@@ -206,19 +213,26 @@ async def _job_or_404(job_id: str, state: ServerState, *, with_transcript: bool 
     job = await state.store.get(job_id, with_transcript=with_transcript)
     if job is None:
         raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+    bind_job(job.id)
     return job
 
 
-async def _status_body(job: Job, state: ServerState) -> dict:
-    # The position is a second query: only a queued job has one (and polls of running jobs come 1-2 a second).
-    position = await state.store.queue_position(job.id) if job.status is JobStatus.QUEUED else None
-    return job_status_body(job, position, state.workers.progress(job.id))
+async def _status_body(job_id: str, state: ServerState) -> dict:
+    # One snapshot (status, position, progress read in one statement): a poll racing the worker never sees
+    # 'queued' without a position or 'processing' without progress.
+    snapshot = await state.store.snapshot(job_id)
+    if snapshot is None:
+        raise ApiError(404, f"No job with id '{job_id}'", param="job_id", code="job_not_found")
+    bind_job(snapshot.job.id)
+    body = job_status_body(snapshot.job, snapshot.queue_position, snapshot.progress)
+    if (webhook := await webhook_status(snapshot.job, state)) is not None:
+        body["webhook"] = webhook
+    return body
 
 
 @router.get("/{job_id}")
 async def job_status(job_id: str, state: ServerState = Depends(server_state)) -> dict:
-    job = await _job_or_404(job_id, state)
-    return await _status_body(job, state)
+    return await _status_body(job_id, state)
 
 
 @router.get("/{job_id}/result")
@@ -233,5 +247,5 @@ async def job_result(
     if job.status is JobStatus.FAILED:
         raise ApiError(500, job.error or "Transcription failed", code="job_failed")
     if job.status is not JobStatus.COMPLETED:
-        return JSONResponse(await _status_body(job, state), status_code=202)
+        return JSONResponse(await _status_body(job.id, state), status_code=202)
     return _render(job, fmt, job.granularities)
