@@ -12,8 +12,8 @@ the overlap on each side, and only words that start in what it owns are kept, so
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
@@ -49,11 +49,25 @@ class Chunk:
     def to_original(self, seconds: float, sample_rate: int) -> float:
         """Seconds into the chunk -> seconds of the original audio (before the first or after the last piece:
         extrapolated from that piece, as for a chunk of one piece)."""
-        spans = self.spans
-        offsets = list(accumulate((end - start for start, end in spans), initial=0))
-        position = seconds * sample_rate
-        index = min(max(bisect_right(offsets, position) - 1, 0), len(spans) - 1)
-        return (spans[index][0] + position - offsets[index]) / sample_rate
+        index, position = self._locate(seconds * sample_rate, bisect_right)
+        return (self.spans[index][0] + position) / sample_rate
+
+    def word_to_original(self, start: float, end: float, sample_rate: int) -> tuple[float, float]:
+        """A word's times in the chunk -> in the original audio. A word cannot span a pause that was left out:
+        one that starts in a piece and ends in the next starts where that next piece starts (Whisper's word
+        onsets run early into a preceding pause; mapped naively, such a word would start before the left-out
+        pause, seconds early: docs/fidelity.md)."""
+        first, start_in = self._locate(start * sample_rate, bisect_right)
+        last, end_in = self._locate(end * sample_rate, bisect_left)  # a word ending at a cut ends before it
+        mapped_start = self.spans[last if last > first else first][0] + (0 if last > first else start_in)
+        mapped_end = self.spans[last][0] + end_in
+        return mapped_start / sample_rate, max(mapped_start, mapped_end) / sample_rate
+
+    def _locate(self, position: float, bisect: Callable[[list[int], float], int]) -> tuple[int, float]:
+        """The piece holding chunk sample ``position``, and the position within that piece."""
+        offsets = list(accumulate((end - start for start, end in self.spans), initial=0))
+        index = min(max(bisect(offsets, position) - 1, 0), len(self.spans) - 1)
+        return index, position - offsets[index]
 
 
 def fixed_chunks(start: int, end: int, sample_rate: int, max_seconds: float, overlap_seconds: float) -> list[Chunk]:

@@ -101,8 +101,7 @@ class ChunkedEngine:
                 piece = np.pad(piece, (0, MIN_CHUNK_SAMPLES - piece.size))
             chunk_words = self.recognizer.recognize(piece, language)
             for word in chunk_words:
-                word.start, word.end = (chunk.to_original(t, SAMPLE_RATE) for t in (word.start, word.end))
-                word.end = max(word.start, word.end)
+                word.start, word.end = chunk.word_to_original(word.start, word.end, SAMPLE_RATE)
             words.extend(words_owned(chunk_words, chunk))
             done += chunk.samples
             if progress is not None:
