@@ -54,13 +54,19 @@ class Chunk:
 
     def word_to_original(self, start: float, end: float, sample_rate: int) -> tuple[float, float]:
         """A word's times in the chunk -> in the original audio. A word cannot span a pause that was left out:
-        one that starts in a piece and ends in the next starts where that next piece starts (Whisper's word
-        onsets run early into a preceding pause; mapped naively, such a word would start before the left-out
-        pause, seconds early: docs/fidelity.md)."""
+        one that straddles a cut belongs to the piece holding its middle, and is clipped to that piece (models
+        run a word's onset early into a preceding pause, or its end late into the next piece; mapped naively,
+        such a word would span the left-out pause, seconds long: docs/fidelity.md)."""
         first, start_in = self._locate(start * sample_rate, bisect_right)
         last, end_in = self._locate(end * sample_rate, bisect_left)  # a word ending at a cut ends before it
-        mapped_start = self.spans[last if last > first else first][0] + (0 if last > first else start_in)
+        mapped_start = self.spans[first][0] + start_in
         mapped_end = self.spans[last][0] + end_in
+        if last > first:
+            middle, _ = self._locate((start + end) / 2 * sample_rate, bisect_right)
+            if middle > first:
+                mapped_start = self.spans[middle][0]
+            if middle < last:
+                mapped_end = self.spans[middle][1]
         return mapped_start / sample_rate, max(mapped_start, mapped_end) / sample_rate
 
     def _locate(self, position: float, bisect: Callable[[list[int], float], int]) -> tuple[int, float]:
