@@ -37,8 +37,9 @@ def chunk_planner(
     """The planner for one engine; ``detector`` lets engines share one VAD model (it keeps no state per call).
 
     A recogniser may set ``join_gap_seconds``: how long a pause between speech spans may be and still be sent
-    inside one chunk (Whisper pads every chunk to 30 s, so it prefers fewer, fuller chunks), ``kept_pause_seconds``:
-    how much of such a pause is sent, and ``max_chunk_seconds``: the longest chunk it is best at, used unless CHUNK_MAX_SECS is set.
+    inside one chunk (Whisper pads every chunk to 30 s, so it prefers fewer, fuller chunks),
+    ``kept_pause_seconds``: how much of such a pause is sent, and ``max_chunk_seconds``: the longest chunk it is
+    best at, used unless CHUNK_MAX_SECS is set.
     """
     if settings.enable_vad and detector is None:
         detector = SpeechDetector()
