@@ -65,6 +65,7 @@ def run(ctx: Context, result: Result) -> None:
                 detector if vad else None,
                 max_seconds=recognizer.max_chunk_seconds,
                 join_gap_seconds=recognizer.join_gap_seconds,
+                kept_pause_seconds=recognizer.kept_pause_seconds,
             ),
         )
 
