@@ -92,9 +92,9 @@ def test_times_in_a_joined_chunk_map_back_to_the_original_audio():
     assert chunk.to_original(4.5, SR) == 11.5
     assert chunk.to_original(5.2, SR) == pytest.approx(12.2)  # past the end: extrapolated from the last piece
     assert speech_chunks([(s, 4 * s)], SR, 20, 2, 7, 0.0)[0].to_original(0.5, SR) == 1.5
-    # A word cannot span the left-out pause: it belongs to the piece holding its middle.
-    assert chunk.word_to_original(2.9, 3.4, SR) == (10.0, 10.4)
-    assert chunk.word_to_original(2.4, 3.2, SR) == (3.4, 4.0)
+    # A word cannot span the left-out pause: one that runs on past the cut ends where its piece ends.
+    assert chunk.word_to_original(2.9, 3.4, SR) == pytest.approx((3.9, 4.0))
+    assert chunk.word_to_original(2.4, 3.2, SR) == pytest.approx((3.4, 4.0))
     assert chunk.word_to_original(2.5, 3.0, SR) == (3.5, 4.0)  # ends at the cut: stays in the first piece
     assert chunk.word_to_original(3.2, 3.6, SR) == pytest.approx((10.2, 10.6))
 

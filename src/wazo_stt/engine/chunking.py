@@ -54,19 +54,13 @@ class Chunk:
 
     def word_to_original(self, start: float, end: float, sample_rate: int) -> tuple[float, float]:
         """A word's times in the chunk -> in the original audio. A word cannot span a pause that was left out:
-        one that straddles a cut belongs to the piece holding its middle, and is clipped to that piece (models
-        run a word's onset early into a preceding pause, or its end late into the next piece; mapped naively,
-        such a word would span the left-out pause, seconds long: docs/fidelity.md)."""
+        one that starts in a piece and ends in the next ends where its piece ends (a word's end runs on into
+        what follows; mapped naively, it would span the left-out pause, seconds long: docs/fidelity.md). Its
+        start is trusted: Parakeet's are frame-exact, and Whisper keeps enough of each pause for its own."""
         first, start_in = self._locate(start * sample_rate, bisect_right)
         last, end_in = self._locate(end * sample_rate, bisect_left)  # a word ending at a cut ends before it
         mapped_start = self.spans[first][0] + start_in
-        mapped_end = self.spans[last][0] + end_in
-        if last > first:
-            middle, _ = self._locate((start + end) / 2 * sample_rate, bisect_right)
-            if middle > first:
-                mapped_start = self.spans[middle][0]
-            if middle < last:
-                mapped_end = self.spans[middle][1]
+        mapped_end = self.spans[first][1] if last > first else self.spans[last][0] + end_in
         return mapped_start / sample_rate, max(mapped_start, mapped_end) / sample_rate
 
     def _locate(self, position: float, bisect: Callable[[list[int], float], int]) -> tuple[int, float]:
