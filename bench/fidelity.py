@@ -235,10 +235,10 @@ class DirectParakeet:
     def __init__(self, model: Path, name: str, quantization: str) -> None:
         import onnx_asr
 
-        from wazo_stt.engine.parakeet import PARAKEET_MODELS
         from wazo_stt.engine.vad import packaged_silero_dir
+        from wazo_stt.models.catalog import PARAKEET_MODELS
 
-        asr = onnx_asr.load_model(PARAKEET_MODELS[name][0], model, quantization=quantization or None)
+        asr = onnx_asr.load_model(PARAKEET_MODELS[name].onnx_asr_name, model, quantization=quantization or None)
         vad = onnx_asr.load_vad("silero", packaged_silero_dir())
         self._model = asr.with_vad(vad)
 

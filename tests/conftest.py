@@ -21,18 +21,32 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_parakeet(tmp_path_factory.mktemp("tiny-parakeet"))
 
 
-@pytest.fixture
-def settings(tmp_path, tiny_model_dir) -> Settings:
+def tiny_settings(data_dir: Path, model_dir: Path) -> Settings:
+    """Settings of a test server on the tiny model, its database under ``data_dir``."""
     return Settings(
         _env_file=None,
-        model_path=tiny_model_dir,
-        db_path=tmp_path / "data" / "transcriptions.db",
+        model_path=model_dir,
+        db_path=data_dir / "transcriptions.db",
         max_upload_mb=5,
         max_audio_duration_secs=600,
         # The tiny model hears tone bursts, which Silero rightly calls non-speech: these tests cut fixed chunks.
         # The VAD path is tested with espeak-ng speech (tests/test_vad_*.py).
         enable_vad=False,
     )
+
+
+@pytest.fixture
+def settings(tmp_path, tiny_model_dir) -> Settings:
+    return tiny_settings(tmp_path / "data", tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_client(tmp_path_factory, tiny_model_dir) -> Iterator[httpx.Client]:
+    """One server for a whole module, for tests that leave nothing behind that another test could see."""
+    settings = tiny_settings(tmp_path_factory.mktemp("shared"), tiny_model_dir)
+    with running_server(settings) as url, httpx.Client(base_url=url, timeout=60) as client:
+        wait_ready(client)
+        yield client
 
 
 @pytest.fixture

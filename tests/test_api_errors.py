@@ -7,6 +7,7 @@ import pytest
 
 from tests.support.audio_fixtures import wav_bytes
 from tests.support.gate import Gate
+from tests.support.jobs import status, wait_until
 from tests.support.server import running_server, wait_ready
 from tests.support.tiny_parakeet import render
 
@@ -43,18 +44,28 @@ def assert_openai_error(response: httpx.Response, status: int, *words: str, para
         ({"file": ("a.wav", AUDIO)}, {"user_uuid": "u" * 300, "message_id": "m"}, ["longer"], "user_uuid"),
         ({"file": ("a.wav", b"")}, {}, ["empty"], "file"),
         ({"file": ("a.wav", b"this is not audio at all" * 50)}, {}, ["decode"], "file"),
-        ({"file": ("a.wav", wav_bytes(render([], duration=2.0), 16000))}, {}, ["silence"], "file"),
+        (
+            {"file": ("a.wav", AUDIO)},
+            {"timestamp_granularities[]": "word"},
+            ["verbose_json"],
+            "timestamp_granularities",
+        ),
+        ({"file": ("a.wav", AUDIO)}, {"include[]": "tokens"}, ["logprobs"], "include"),
+        ({"file": ("a.wav", AUDIO)}, {"include[]": "logprobs", "response_format": "text"}, ["json"], "include"),
+        ({"file": ("a.wav", AUDIO)}, {"stream": "true", "response_format": "srt"}, ["json or text"], "stream"),
+        ({"file": ("a.wav", AUDIO)}, {"stream": "maybe"}, ["stream"], "stream"),
         (None, {"file": "just text"}, ["uploaded file"], "file"),
     ],
 )
-def test_bad_submissions(client, files, data, words, param):
-    response = client.post(TRANSCRIPTIONS, files=files, data=data)
+def test_bad_submissions(shared_client, files, data, words, param):
+    response = shared_client.post(TRANSCRIPTIONS, files=files, data=data)
     assert_openai_error(response, 400, *words, param=param)
-    health = client.get("/health").json()
+    health = shared_client.get("/health").json()
     assert health["status"] == "healthy" and health["db_stats"]["total"] == 0
 
 
-def test_url_errors_are_400_naming_the_status(client):
+def test_url_errors_are_400_naming_the_status(shared_client):
+    client = shared_client
     error = assert_openai_error(
         client.post(TRANSCRIPTIONS, data={"url": "http://127.0.0.1:9/vm.wav?token=SECRET"}), 400, param="url"
     )
@@ -70,7 +81,8 @@ def test_too_long_audio(settings):
         assert_openai_error(response, 400, "MAX_AUDIO_DURATION_SECS", param="file")
 
 
-def test_upload_too_large_is_413_before_the_body_is_read(client):
+def test_upload_too_large_is_413_before_the_body_is_read(shared_client):
+    client = shared_client
     big = b"\0" * (7 * 1024 * 1024)  # the limit is 5 MB in these tests
     assert_openai_error(client.post(TRANSCRIPTIONS, files={"file": ("a.wav", big)}), 413, "5 MB")
 
@@ -86,11 +98,21 @@ def test_upload_too_large_is_413_before_the_body_is_read(client):
     assert client.get("/health").json()["db_stats"]["total"] == 0
 
 
-def test_unknown_job_and_lookup_without_parameters(client):
+def test_unknown_job_and_lookup_without_parameters(shared_client):
+    client = shared_client
     assert_openai_error(client.get(f"{TRANSCRIPTIONS}/does-not-exist"), 404, "does-not-exist")
     assert_openai_error(client.get(f"{TRANSCRIPTIONS}/does-not-exist/result"), 404)
     assert_openai_error(client.get(f"{TRANSCRIPTIONS}/lookup", params={"user_uuid": "u"}), 400, "message_id")
     assert_openai_error(client.get(f"{TRANSCRIPTIONS}/lookup"), 400, "user_uuid")
+    assert_openai_error(client.get(f"{TRANSCRIPTIONS}/does-not-exist/events"), 404, "does-not-exist")
+
+
+def test_translations_are_refused_naming_what_is_supported(shared_client):
+    response = shared_client.post(
+        "/v1/audio/translations", files={"file": ("a.wav", AUDIO)}, data={"model": "whisper-1"}
+    )
+    error = assert_openai_error(response, 400, "/v1/audio/transcriptions")
+    assert error["code"] == "unsupported_endpoint"
 
 
 def test_queue_full_is_429_with_retry_after(settings):
@@ -105,8 +127,8 @@ def test_queue_full_is_429_with_retry_after(settings):
                     TRANSCRIPTIONS, files={"file": ("a.wav", AUDIO)}, data={"user_uuid": "u", "message_id": str(i)}
                 ).json()["job_id"]
             )
-            while i == 0 and client.get(f"{TRANSCRIPTIONS}/{ids[0]}").json()["status"] != "processing":
-                pass
+            if i == 0:
+                wait_until(lambda: status(client, ids[0]) == "processing", what="the first job to start")
         response = client.post(
             TRANSCRIPTIONS, files={"file": ("a.wav", AUDIO)}, data={"user_uuid": "u", "message_id": "2"}
         )
@@ -119,6 +141,7 @@ def test_queue_full_is_429_with_retry_after(settings):
 
 def test_missing_model_gives_clear_503(settings, tmp_path):
     settings.model_path = tmp_path / "no-model-here"
+    settings.embedded_fallback = False  # with it (the default), the embedded Whisper serves: tests/test_web_fallback.py
     with running_server(settings) as url, httpx.Client(base_url=url) as client:
         with pytest.raises(RuntimeError) as err:
             wait_ready(client)

@@ -32,8 +32,9 @@ def voicemail() -> bytes:
 
 
 @pytest.fixture
-def sdk(server_url) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server_url}/v1", api_key="not-needed", max_retries=0)
+def sdk(shared_client) -> openai.OpenAI:
+    # One server for the module: each test's jobs are its own, and none looks at the others'.
+    return openai.OpenAI(base_url=f"{shared_client.base_url}/v1", api_key="not-needed", max_retries=0)
 
 
 def transcribe(sdk: openai.OpenAI, audio: bytes, **kwargs):
@@ -62,6 +63,20 @@ def test_verbose_json_with_word_timestamps(sdk, voicemail):
     assert all(s.avg_logprob <= 0 for s in result.segments)
 
 
+def test_openai_parity_language_name_usage_word_only_and_logprobs(sdk, voicemail):
+    verbose = transcribe(sdk, voicemail, response_format="verbose_json", timestamp_granularities=["word"])
+    assert verbose.language == "english"  # detected from the text, named as OpenAI names it
+    assert verbose.segments is None and len(verbose.words) == len(TEXT.split())  # word only: no segments
+    assert verbose.usage.type == "duration" and verbose.usage.seconds == 10
+    plain = transcribe(sdk, voicemail, include=["logprobs"])
+    assert plain.usage.type == "duration" and plain.usage.seconds == 10
+    assert [lp.token for lp in plain.logprobs] == TEXT.split() and all(lp.logprob <= 0 for lp in plain.logprobs)
+    with pytest.raises(openai.BadRequestError, match="verbose_json"):
+        transcribe(sdk, voicemail, response_format="json", timestamp_granularities=["word"])
+    with pytest.raises(openai.BadRequestError, match="transcriptions"):
+        sdk.audio.translations.create(model="whisper-1", file=("v.wav", io.BytesIO(voicemail)))
+
+
 def test_srt_and_vtt(sdk, voicemail):
     cues = list(srt.parse(transcribe(sdk, voicemail, response_format="srt")))
     assert [c.content for c in cues] == ["hello world bonjour.", "the cat."]
@@ -70,7 +85,8 @@ def test_srt_and_vtt(sdk, voicemail):
     assert [c.text for c in captions] == ["hello world bonjour.", "the cat."]
 
 
-def test_job_id_header_keeps_the_result_retrievable(sdk, voicemail, client):
+def test_job_id_header_keeps_the_result_retrievable(sdk, voicemail, shared_client):
+    client = shared_client
     raw = sdk.audio.transcriptions.with_raw_response.create(
         model="parakeet-tdt-0.6b-v3", file=("v.wav", io.BytesIO(voicemail))
     )

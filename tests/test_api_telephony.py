@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import httpx
@@ -29,7 +30,8 @@ def poll(client: httpx.Client, job_id: str, timeout: float = 30.0) -> dict:
     raise TimeoutError(job_id)
 
 
-def test_url_submission_lookup_cache_and_force(client):
+def test_url_submission_lookup_cache_and_force(client, settings, caplog):
+    caplog.set_level(logging.DEBUG)
     assert client.get(f"{TRANSCRIPTIONS}/lookup", params={"user_uuid": "u1", "message_id": "m1"}).json() == {
         "found": False
     }
@@ -65,8 +67,33 @@ def test_url_submission_lookup_cache_and_force(client):
         assert poll(client, forced["job_id"])["text"] == TEXT
         assert client.get(f"{TRANSCRIPTIONS}/{first['job_id']}").status_code == 404
 
-    # ...but never our responses or our database.
+    # ...but never our responses, our database or our log.
     assert "SECRET-TOKEN" not in client.get(f"{TRANSCRIPTIONS}/{forced['job_id']}").text
+    database = b"".join(f.read_bytes() for f in settings.db_path.parent.iterdir() if f.is_file())
+    assert b"/vm/1.wav" in database  # the source is stored...
+    assert b"SECRET-TOKEN" not in database  # ...without its token
+    assert "/vm/1.wav" in caplog.text and "SECRET-TOKEN" not in caplog.text
+
+
+def test_force_on_a_pair_already_running_answers_without_downloading(settings):
+    gate = Gate()
+    with (
+        running_server(settings, gate.loader) as url,
+        httpx.Client(base_url=url, timeout=30) as client,
+        serving({"/vm/2.wav": AUDIO}) as (base, seen),
+    ):
+        wait_ready(client)
+        form = {"url": f"{base}/vm/2.wav", "user_uuid": "u", "message_id": "running"}
+        first = client.post(TRANSCRIPTIONS, data=form).json()["job_id"]
+        deadline = time.monotonic() + 10
+        while client.get(f"{TRANSCRIPTIONS}/{first}").json()["status"] != "processing":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        forced = client.post(TRANSCRIPTIONS, data={**form, "force": "true"}).json()
+        assert forced["job_id"] == first and forced["status"] == "processing"
+        assert len(seen) == 1  # the running job will produce a fresh transcript: nothing to download
+        gate.release.release()
+        assert poll(client, first)["text"] == TEXT
 
 
 def test_file_submission_with_identity_returns_at_once(client):
@@ -81,7 +108,7 @@ def test_file_submission_with_identity_returns_at_once(client):
     poll(client, job["job_id"])
     result = client.get(f"{TRANSCRIPTIONS}/{job['job_id']}/result")
     assert result.text.startswith("1\n00:00:00,")  # the format asked at submission
-    assert client.get(f"{TRANSCRIPTIONS}/{job['job_id']}/result?response_format=json").json() == {"text": TEXT}
+    assert client.get(f"{TRANSCRIPTIONS}/{job['job_id']}/result?response_format=json").json()["text"] == TEXT
 
 
 def test_queue_positions_decrease_then_processing_then_completed(settings):

@@ -16,6 +16,7 @@ import pytest
 import srt
 
 from tests.support.audio_fixtures import write_wav
+from tests.support.speech import spoken
 from tests.support.tiny_parakeet import expected_text, render
 from wazo_stt.cli import main
 
@@ -58,6 +59,17 @@ def test_help_lists_the_commands_and_says_vad_needs_no_download(capsys) -> None:
         main(["--help"])
     out = capsys.readouterr().out
     assert all(command in out for command in ("serve", "download-model", "transcribe"))
+    assert "`" not in out  # the docstring's ``quotes`` are not printed as such
+
+
+def test_transcribe_with_the_embedded_whisper_needs_no_parakeet(cli_env, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MODEL_PATH", str(tmp_path / "no-parakeet-here"))
+    monkeypatch.setenv("ENABLE_VAD", "true")
+    wav = write_wav(tmp_path / "speech.wav", spoken("The weather is nice today."), 16000)
+
+    assert main(["transcribe", str(wav), "--model", "whisper-tiny.en"]) == 0
+
+    assert "today" in capsys.readouterr().out.lower()
     with pytest.raises(SystemExit):
         main(["download-model", "--help"])
     assert "Silero VAD model needs no download" in " ".join(capsys.readouterr().out.split())

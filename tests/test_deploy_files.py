@@ -105,10 +105,10 @@ def test_compose_supports_the_two_command_deployment() -> None:
     server = compose["services"]["wazo-stt"]
     downloader = compose["services"]["model-downloader"]
 
-    assert server["build"] == "." and server["restart"] == "unless-stopped"
+    assert server["build"]["context"] == "." and server["restart"] == "unless-stopped"
     assert "profiles" not in server  # `docker compose up -d` starts it
     assert server["ports"] == ["8000:8000"]
-    assert sorted(server["volumes"]) == ["wazo-stt-data:/data", "wazo-stt-models:/models"]
+    assert sorted(server["volumes"]) == ["./etc:/etc/wazo-stt:ro", "wazo-stt-data:/data", "wazo-stt-models:/models"]
     assert set(compose["volumes"]) == {"wazo-stt-models", "wazo-stt-data", "wazo-stt-pgdata"}  # pgdata: cluster
     assert server["healthcheck"]["test"][0] == "CMD" and "/health" in " ".join(server["healthcheck"]["test"])
 
@@ -118,16 +118,57 @@ def test_compose_supports_the_two_command_deployment() -> None:
     assert downloader["volumes"] == ["wazo-stt-models:/models"]
     assert downloader["command"][:2] == ["wazo-stt", "download-model"]
     assert downloader["command"][downloader["command"].index("--dir") + 1] == server["environment"]["MODEL_PATH"]
-    assert downloader["environment"]["MODEL_NAME"] == server["environment"]["MODEL_NAME"]
-    assert downloader["environment"]["MODEL_QUANTIZATION"] == server["environment"]["MODEL_QUANTIZATION"]
+    assert downloader["env_file"] == server["env_file"]  # MODEL_NAME, MODEL_QUANTIZATION, HF_* from one .env
 
 
-def test_compose_gives_the_running_job_its_grace_period_before_docker_kills_it() -> None:
-    """Docker's default stop timeout (10 s) is shorter than SHUTDOWN_GRACE_SECS: the job would be killed."""
-    server = _interpolated(_compose())["services"]["wazo-stt"]
-    period = re.fullmatch(r"(\d+)s", server["stop_grace_period"])
-    assert period, server["stop_grace_period"]
-    assert int(period[1]) > float(server["environment"]["SHUTDOWN_GRACE_SECS"])
+def _go_duration_seconds(text: str) -> float:
+    """Compose parses durations with Go's time.ParseDuration, whose parts add up ("30s10s" is 40 s)."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    assert "".join(n + u for n, u in parts) == text, text
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+@pytest.mark.parametrize("grace", [None, "30", "90", "7.5"])
+def test_compose_stop_grace_period_follows_shutdown_grace_secs(grace: str | None) -> None:
+    """Docker's default stop timeout (10 s) is shorter than SHUTDOWN_GRACE_SECS: the job would be killed. The
+    period is written from SHUTDOWN_GRACE_SECS itself, so raising one in .env raises the other."""
+    server = _compose()["services"]["wazo-stt"]
+
+    def at(value: str) -> str:
+        return _VARIABLE.sub(lambda m: (grace if m["name"] == "SHUTDOWN_GRACE_SECS" and grace else m["default"]), value)
+
+    seconds = float(at(server["environment"]["SHUTDOWN_GRACE_SECS"]))
+    assert seconds == float(grace or Settings(_env_file=None).shutdown_grace_secs)
+    assert _go_duration_seconds(at(server["stop_grace_period"])) == seconds + 10
+
+
+def test_compose_passes_every_setting_of_env_and_fixes_the_container_paths() -> None:
+    compose = _compose()
+    for service in ("wazo-stt", "model-downloader"):
+        assert compose["services"][service]["env_file"] == [{"path": ".env", "required": False}]
+    environment = compose["services"]["wazo-stt"]["environment"]
+    # The container's paths are fixed (a host .env cannot move them); every other entry passes its own variable on.
+    assert environment.pop("MODEL_PATH") == "/models/parakeet"
+    assert environment.pop("DB_PATH") == "/data/transcriptions.db"
+    for name, value in environment.items():
+        match = _VARIABLE.fullmatch(str(value))
+        assert match and match["name"] == name, (name, value)
+
+
+def test_compose_mounts_a_ca_bundle_directory_and_can_build_the_whisper_variant() -> None:
+    compose = _interpolated(_compose())
+    server = compose["services"]["wazo-stt"]
+    assert "./etc:/etc/wazo-stt:ro" in server["volumes"]  # URL_CA_BUNDLE=/etc/wazo-stt/pbx-ca.pem (security.md)
+    assert "/etc/wazo-stt/pbx-ca.pem" in (ROOT / "docs" / "security.md").read_text()
+    assert server["build"]["args"] == {"EXTRAS": ""}
+    extras = [a for _, i, a in _instructions() if i == "RUN" and "pip install" in a]
+    assert '".${EXTRAS:+[$EXTRAS]}"' in extras[0]
+    for value, wanted in (("", "."), ("whisper", ".[whisper]")):
+        out = subprocess.run(
+            ["sh", "-c", 'echo ".${EXTRAS:+[$EXTRAS]}"'], env={"EXTRAS": value}, capture_output=True, text=True
+        ).stdout.strip()
+        assert out == wanted
 
 
 def test_compose_defaults_are_the_servers_defaults() -> None:
@@ -281,3 +322,11 @@ def test_hadolint_finds_nothing() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docs_give_one_download_command_the_same_everywhere() -> None:
+    """The README's one-liner, deployment.md and the server's own hint all remove the one-shot container."""
+    sources = [ROOT / "README.md", ROOT / "docs" / "deployment.md", ROOT / "src/wazo_stt/engine/parakeet.py"]
+    found = [m for path in sources for m in re.findall(r"docker compose --profile setup run[^`\n&]*", path.read_text())]
+    assert len(found) >= 4
+    assert all("--rm" in command and "model-downloader" in command for command in found), found

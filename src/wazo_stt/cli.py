@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 from wazo_stt import __version__
 from wazo_stt.config import Settings
+from wazo_stt.models.catalog import EMBEDDED_WHISPER_ID, PARAKEET_MODELS
 
 if TYPE_CHECKING:
     from wazo_stt.engine.base import Engine
 
-MODEL_CHOICES = ("parakeet-tdt-0.6b-v3", "parakeet-tdt-0.6b-v2")
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 EXTENSIONS = {"json": "json", "text": "txt", "srt": "srt", "vtt": "vtt", "verbose_json": "json"}
 
@@ -75,7 +75,7 @@ def _download_model(args: argparse.Namespace) -> int:
     directory = Path(args.dir) if args.dir else settings.model_path
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        from wazo_stt.engine.download import DownloadError, download_model
+        from wazo_stt.models.download import DownloadError, download_model
 
         result = download_model(
             model,
@@ -116,11 +116,22 @@ def _download_model(args: argparse.Namespace) -> int:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    from wazo_stt.engine.registry import OPENAI_ALIAS
+
     overrides: dict[str, object] = {}
     if args.model_dir:
         overrides["model_path"] = Path(args.model_dir)
-    if args.model in MODEL_CHOICES:  # which Parakeet export the model directory holds
+    # A missing Parakeet is an error here, not a silent switch to an English-only model: the embedded Whisper
+    # tiny.en is used when asked for by name (or another Whisper model when WHISPER_MODEL_PATH is set).
+    overrides["embedded_fallback"] = False
+    if args.model in PARAKEET_MODELS:  # which Parakeet export the model directory holds
         overrides["model_name"] = args.model
+    elif args.model and args.model != OPENAI_ALIAS:
+        # A Whisper id: load Whisper only, not a Parakeet that would be thrown away (or fail for being missing).
+        if _settings().whisper_model_path is not None:
+            overrides["enable_parakeet"] = False
+        elif args.model == EMBEDDED_WHISPER_ID:
+            overrides |= {"enable_parakeet": False, "embedded_fallback": True}
     if args.quantization is not None:
         overrides["model_quantization"] = args.quantization
     settings = _settings(**overrides)
@@ -171,7 +182,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         for index, (path, output) in enumerate(zip(files, outputs, strict=True)):
             bar.set_postfix_str(path.name, refresh=False)
 
-            def advance(done: float, index: int = index) -> None:
+            def advance(done: float, _text: str = "", index: int = index) -> None:
                 bar.n = index + done
                 bar.refresh()
 
@@ -203,7 +214,7 @@ def _transcribe_one(
     fmt: str,
     language: str | None,
     words: bool,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> str:
     """Decode, transcribe and render one file, exactly as the server's worker and response do."""
     import json
@@ -231,7 +242,8 @@ def _file_error(exc: Exception) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wazo-stt", description=__doc__.split("\n", 1)[0])
+    # The docstring's reStructuredText quotes (``serve``) would print literally in --help.
+    parser = argparse.ArgumentParser(prog="wazo-stt", description=__doc__.split("\n", 1)[0].replace("``", "'"))
     parser.add_argument("--version", action="version", version=f"wazo-stt {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -267,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     download.add_argument(
-        "--model", choices=MODEL_CHOICES, help="which export (default: MODEL_NAME or parakeet-tdt-0.6b-v3)"
+        "--model", choices=tuple(PARAKEET_MODELS), help="which export (default: MODEL_NAME or parakeet-tdt-0.6b-v3)"
     )
     download.add_argument(
         "--quantization", help="suffix of the ONNX files: 'int8', or '' for fp32 (default: MODEL_QUANTIZATION or int8)"

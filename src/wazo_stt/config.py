@@ -13,18 +13,23 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ParakeetVersion = Literal["parakeet-tdt-0.6b-v3", "parakeet-tdt-0.6b-v2"]
+from wazo_stt.models.catalog import DEFAULT_PARAKEET, PARAKEET_MODELS
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     model_path: Path = Field(Path("/models/parakeet"), description="Directory of the Parakeet ONNX files")
-    model_name: ParakeetVersion = Field(
-        "parakeet-tdt-0.6b-v3", description="Which Parakeet export lives in MODEL_PATH (v3 is multilingual)"
+    model_name: str = Field(
+        DEFAULT_PARAKEET, description="Which Parakeet export lives in MODEL_PATH (v3 is multilingual)"
     )
     model_quantization: str = Field("int8", description="Suffix of the ONNX files ('int8' or '' for fp32)")
     enable_parakeet: bool = Field(True, description="Load Parakeet from MODEL_PATH (false: a Whisper-only server)")
+    embedded_fallback: bool = Field(
+        True,
+        description="Serve the embedded Whisper tiny.en (English only, `whisper` extra) while Parakeet's files are"
+        " missing, instead of answering 503",
+    )
     whisper_model_path: Path | None = Field(
         None, description="Directory of a CTranslate2 Whisper model (faster-whisper); empty: no Whisper engine"
     )
@@ -113,6 +118,12 @@ class Settings(BaseSettings):
         10000, ge=0, description="How long a database write waits for a lock before the request gets a 503"
     )
 
+    @field_validator("model_name")
+    @classmethod
+    def _known_parakeet(cls, value: str) -> str:
+        if value not in PARAKEET_MODELS:  # the catalogue is the one list of exports
+            raise ValueError(f"unknown Parakeet export {value!r}; choose one of {', '.join(PARAKEET_MODELS)}")
+        return value
     webhook_url: str = Field("", description="Callback URL of every job's webhook unless the job gives callback_url")
     webhook_secret: SecretStr = Field(
         SecretStr(""), description="whsec_<base64> key that signs webhooks (Standard Webhooks); needed for webhooks"

@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# Every engine (Parakeet, Whisper, Silero VAD) takes 16 kHz mono float32; the decoder produces exactly that.
+SAMPLE_RATE = 16_000
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"

@@ -29,10 +29,10 @@ class Gate:
                 return real(audio, language, progress)
             waited = False
 
-            def report(done: float) -> None:
+            def report(done: float, text: str) -> None:
                 nonlocal waited
                 if progress is not None:
-                    progress(done)
+                    progress(done, text)
                 if not waited:
                     waited = True
                     self.release.acquire(timeout=30)

@@ -17,6 +17,8 @@ from wazo_stt import __version__
 from wazo_stt.api.auth import authenticate
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
+from wazo_stt.api.openapi import install_openapi
+from wazo_stt.api.reload import reload_when_model_arrives
 from wazo_stt.api.routes import service, transcriptions
 from wazo_stt.api.schemas import job_status_body
 from wazo_stt.api.state import ServerState
@@ -33,6 +35,7 @@ from wazo_stt.logs import RequestIdMiddleware
 from wazo_stt.metrics import Metrics
 from wazo_stt.metrics import routes as metrics_routes
 from wazo_stt.netguard import install_log_redaction
+from wazo_stt.web import install_web
 from wazo_stt.webhooks import RetryPolicy, WebhookDelivery, parse_secret
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ def create_app(
         background = [
             asyncio.create_task(_load(state, engine_loader), name="load-engines"),
             asyncio.create_task(retention_loop(store, settings.text_retention_days), name="retention"),
+            asyncio.create_task(reload_when_model_arrives(state, engine_loader), name="reload-model"),
         ]
         if (delivery := _webhook_delivery(state)) is not None:  # worker nodes deliver webhooks too
             background.append(asyncio.create_task(delivery.run(), name="webhooks"))
@@ -94,15 +98,26 @@ def create_app(
     install_log_redaction()  # idempotent; also done by logs.setup_logging, but the app may be run without it
     keyring = KeyRing(settings.api_keys, settings.api_keys_file)
     _warn_if_open(settings, keyring)
-    # Every route needs a key when keys are on, except api.auth.PUBLIC_PATHS (/health).
-    app = FastAPI(title="wazo-stt", version=__version__, lifespan=lifespan, dependencies=[Depends(authenticate)])
+    # Every route needs a key when keys are on, except api.auth.PUBLIC_PATHS (/health) and the page and docs of
+    # web.install_web (static, no data: the page asks for the key itself). web.install_web serves /docs with
+    # Swagger UI's assets from a package; ReDoc would need a CDN.
+    app = FastAPI(
+        title="wazo-stt",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(authenticate)],
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.keyring = keyring
     install_error_handlers(app)
+    install_openapi(app)
     # Every process counts for itself, a worker node included (admin keys only, when keys are on).
     app.include_router(metrics_routes.router)
     if not api:
         app.add_api_route("/health", service.health, methods=["GET"])
         return app
+    install_web(app)
     app.include_router(transcriptions.router)
     app.include_router(service.router)
     app.add_middleware(

@@ -35,6 +35,8 @@ class TranscriptionForm:
     user_uuid: str | None
     message_id: str | None
     force: bool
+    stream: bool = False
+    logprobs: bool = False
     callback_url: str | None = None  # where the job's webhook goes (api/callbacks.py checks it)
 
     @property
@@ -89,6 +91,35 @@ def _granularities(form: FormData) -> tuple[str, ...]:
                 param="timestamp_granularities",
             )
     return tuple(dict.fromkeys(values))
+
+
+def _includes(form: FormData) -> bool:
+    """OpenAI's ``include[]``: only ``logprobs`` exists; True when it was asked for."""
+    values = [v for key in ("include[]", "include") for v in form.getlist(key)]
+    for value in values:
+        if not isinstance(value, str) or value.strip() != "logprobs":
+            shown = value.strip() if isinstance(value, str) else "a file"
+            raise ApiError(400, f"Invalid include value '{shown}'; the only one is 'logprobs'", param="include")
+    return bool(values)
+
+
+def _check_combinations(form: TranscriptionForm) -> None:
+    """The combinations OpenAI refuses, refused the same way (a 400 naming the parameter)."""
+    fmt = form.response_format
+    if form.granularities and fmt is not ResponseFormat.VERBOSE_JSON:
+        raise ApiError(
+            400,
+            f"timestamp_granularities is only supported with response_format verbose_json, not {fmt.value}",
+            param="timestamp_granularities",
+        )
+    if form.logprobs and fmt is not ResponseFormat.JSON:
+        raise ApiError(
+            400, f"include[]=logprobs is only supported with response_format json, not {fmt.value}", param="include"
+        )
+    if form.stream and fmt not in (ResponseFormat.JSON, ResponseFormat.TEXT):
+        raise ApiError(
+            400, f"stream=true is only supported with response_format json or text, not {fmt.value}", param="stream"
+        )
 
 
 def _flag(form: FormData, name: str) -> bool:
@@ -149,7 +180,7 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
         )
 
     language = (_text(form, "language") or "").lower() or None
-    return TranscriptionForm(
+    parsed = TranscriptionForm(
         upload=upload,
         url=url,
         model=_text(form, "model") or None,
@@ -159,5 +190,9 @@ def parse_transcription_form(form: FormData) -> TranscriptionForm:
         user_uuid=user_uuid,
         message_id=message_id,
         force=_flag(form, "force"),
+        stream=_flag(form, "stream"),
+        logprobs=_includes(form),
         callback_url=_text(form, "callback_url") or None,
     )
+    _check_combinations(parsed)
+    return parsed

@@ -27,14 +27,10 @@ from wazo_stt.audio.probe import (
     declared_duration,
     probe_container,
 )
-
-SAMPLE_RATE = 16_000
+from wazo_stt.domain import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
-# A peak under 2**-9 (-54 dBFS, 64 steps of 16-bit) is a codec's idea of silence, not a voice: digital zeros
-# decode to 0, but A-law's quietest code is +/-8 steps and a GSM "silent" frame decodes to +/-32 steps.
-_SILENCE_PEAK = 2.0**-9
 
 # Room for the first samples of a file that declares no duration (a browser's WebM), and the most a header is
 # trusted with; past them the buffer grows as data arrives.
@@ -100,7 +96,7 @@ def decode_audio(source: bytes | str | os.PathLike[str], *, max_duration: float 
             if not np.isfinite(peak):  # a corrupt float WAV; NaN would poison every model output it touches
                 np.nan_to_num(samples, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
                 peak = _peak(samples)
-            _check_decoded(samples.size, peak, header, errors, max_duration)
+            _check_decoded(samples.size, header, errors, max_duration)
         except BaseException:
             # Give the memory back now: a refused 4-hour decode must not wait for the garbage collector, and
             # the exception's traceback (which the caller may keep) holds this frame.
@@ -131,13 +127,11 @@ def inspect_audio(source: bytes | str | os.PathLike[str], *, max_duration: float
     with _opened(source) as container:
         header = probe_container(container, max_duration)
         errors: list[str] = []
-        size, peak = 0, 0.0
+        size = 0
         for chunk in _resampled(container, max_duration, errors):
-            if chunk.size:
-                np.nan_to_num(chunk, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-                size, peak = size + chunk.size, max(peak, _peak(chunk))
+            size += chunk.size
         size = _trimmed_length(size, container.streams.audio[0])
-        _check_decoded(size, peak, header, errors, max_duration)
+        _check_decoded(size, header, errors, max_duration)
     return AudioInfo(
         duration=size / SAMPLE_RATE,
         codec=header.codec,
@@ -202,8 +196,8 @@ def _resampled(
         yield from (f.to_ndarray()[0] for f in resampler.resample(None))  # the filter's delayed tail
 
 
-def _check_decoded(size: int, peak: float, header: AudioHeader, errors: list[str], max_duration: float | None) -> float:
-    """Refuse what decoded to nothing, too much or only silence; return the peak for the caller to use."""
+def _check_decoded(size: int, header: AudioHeader, errors: list[str], max_duration: float | None) -> None:
+    """Refuse what decoded to nothing or too much. Silence is not refused: its transcript is empty."""
     if not size:
         if errors:
             raise undecodable(f"the {header.codec} data is damaged ({errors[0]})")
@@ -213,8 +207,6 @@ def _check_decoded(size: int, peak: float, header: AudioHeader, errors: list[str
     duration = size / SAMPLE_RATE
     if max_duration is not None and duration > max_duration:
         raise too_long(duration, max_duration)
-    if peak < _SILENCE_PEAK:
-        raise AudioError("silent", "The audio contains only silence")
 
 
 class _SampleBuffer:

@@ -6,7 +6,9 @@ import av
 
 
 class AudioError(ValueError):
-    """Input that is not usable audio. `reason` is one of: "undecodable", "empty", "silent", "too_long".
+    """Input that is not usable audio. `reason` is one of: "undecodable", "empty", "too_long".
+
+    Silence is not an error: a caller who hung up left a voicemail whose transcript is empty.
 
     A ValueError because it is the caller's input that is wrong; `reason` lets the API layer pick a status
     and metrics label without parsing the message, and the message is safe to send back verbatim.

@@ -27,11 +27,12 @@ class Engine(Protocol):
     languages: frozenset[str]
 
     def transcribe(
-        self, audio: np.ndarray, language: str | None, progress: Callable[[float], None] | None = None
+        self, audio: np.ndarray, language: str | None, progress: Callable[[float, str], None] | None = None
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio. Blocking and CPU-bound: call it from a worker thread.
 
-        ``progress`` is called (from that thread) with the fraction of the speech recognised so far.
+        ``progress`` is called (from that thread) after each chunk with the fraction of the speech recognised
+        so far and the text recognised so far (which only grows by appending).
         """
         ...
 

@@ -9,30 +9,13 @@ import numpy as np
 import onnx_asr
 import onnxruntime as ort
 
+from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.memory import release_freed_memory
 from wazo_stt.engine.words import RecognizedWord, assemble_words
+from wazo_stt.models.catalog import PARAKEET_MODELS, model_files
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16_000
-
-# Languages of Parakeet TDT 0.6B v3 (its model card); v2 is English only.
-V3_LANGUAGES = frozenset(
-    {"bg", "hr", "cs", "da", "nl", "en", "et", "fi", "fr", "de", "el", "hu", "it"}
-    | {"lv", "lt", "mt", "pl", "pt", "ro", "sk", "sl", "es", "sv", "ru", "uk"}
-)
-PARAKEET_MODELS: dict[str, tuple[str, frozenset[str]]] = {
-    # our model id: (onnx-asr model name, languages)
-    "parakeet-tdt-0.6b-v3": ("nemo-parakeet-tdt-0.6b-v3", V3_LANGUAGES),
-    "parakeet-tdt-0.6b-v2": ("nemo-parakeet-tdt-0.6b-v2", frozenset({"en"})),
-}
-
-
-def model_files(quantization: str) -> list[str]:
-    """Files of the istupakov layout that must be present (the mel front end ships inside onnx-asr)."""
-    suffix = f".{quantization}" if quantization else ""
-    return [f"encoder-model{suffix}.onnx", f"decoder_joint-model{suffix}.onnx", "vocab.txt", "config.json"]
 
 
 def _load_vocab(path: Path) -> dict[str, int]:
@@ -79,14 +62,15 @@ class ParakeetRecognizer:
         if model_id not in PARAKEET_MODELS:
             raise ModelLoadError(f"Unknown Parakeet model {model_id!r}; choose one of {sorted(PARAKEET_MODELS)}")
         self.model_id = model_id
-        onnx_asr_name, self.languages = PARAKEET_MODELS[model_id]
+        entry = PARAKEET_MODELS[model_id]
+        onnx_asr_name, self.languages = entry.onnx_asr_name, entry.languages
         model_dir = Path(model_dir)
         missing = [f for f in model_files(quantization) if not (model_dir / f).is_file()]
         if missing:
             raise ModelLoadError(
                 f"Parakeet model not found in {model_dir} (missing: {', '.join(missing)}). "
                 f"Download it with `wazo-stt download-model --model {model_id} --dir {model_dir}` "
-                "(Docker: `docker compose --profile setup run model-downloader`), or set MODEL_PATH."
+                "(Docker: `docker compose --profile setup run --rm model-downloader`), or set MODEL_PATH."
             )
         try:
             model = onnx_asr.load_model(

@@ -8,16 +8,25 @@ from itertools import pairwise
 
 import numpy as np
 
-from wazo_stt.domain import Transcript, Word
+from wazo_stt.domain import SAMPLE_RATE, Transcript, Word
 from wazo_stt.engine.base import ChunkRecognizer
 from wazo_stt.engine.chunking import Chunk, fixed_chunks, speech_chunks, words_owned
+from wazo_stt.engine.language import detect_language
 from wazo_stt.engine.segments import build_segments
 from wazo_stt.engine.vad import SpeechDetector
-from wazo_stt.engine.words import RecognizedWord
+from wazo_stt.engine.words import RecognizedWord, join_words
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
+# A peak under 2**-9 (-54 dBFS, 64 steps of 16-bit) is a codec's idea of silence, not a voice: digital zeros
+# decode to 0, but A-law's quietest code is +/-8 steps and a GSM "silent" frame decodes to +/-32 steps. Such a
+# recording never reaches the model (Whisper would hallucinate a "you" into it): its transcript is empty.
+SILENCE_PEAK = 2.0**-9
+
+# Called from the transcription thread after each chunk: the fraction of the speech recognised, and the text
+# recognised so far (it only ever grows by appending, so a streaming client can send the difference).
+ProgressCallback = Callable[[float, str], None]
+
 # Shorter chunks are padded with silence: a single sample crashed the recogniser's feature extraction, and a
 # few ms made its per-feature variance a division by zero (NaN features). A quarter second is a short word.
 MIN_CHUNK_SAMPLES = SAMPLE_RATE // 4
@@ -45,6 +54,9 @@ class ChunkPlanner:
         self.kept_pause_seconds = kept_pause_seconds
 
     def plan(self, audio: np.ndarray) -> list[Chunk]:
+        # max and min rather than abs: no temporary copy of hours of samples.
+        if not audio.size or max(float(audio.max()), -float(audio.min())) < SILENCE_PEAK:
+            return []
         if self.detector is None:
             return fixed_chunks(0, len(audio), SAMPLE_RATE, self.max_seconds, self.overlap_seconds)
         spans = self.detector.speech_spans(audio)
@@ -64,7 +76,7 @@ class ChunkedEngine:
         self.languages = recognizer.languages
 
     def transcribe(
-        self, audio: np.ndarray, language: str | None, progress: Callable[[float], None] | None = None
+        self, audio: np.ndarray, language: str | None, progress: ProgressCallback | None = None
     ) -> Transcript:
         chunks = self.planner.plan(audio)
         words = self._recognize(audio, chunks, language, progress)
@@ -76,9 +88,13 @@ class ChunkedEngine:
             sent,
             len(audio) / SAMPLE_RATE,
         )
+        text = join_words("", words)
+        label = self.recognizer.language_label(language)
+        if label == "auto":  # the model does not say which language it heard: read it from the text
+            label = detect_language(text, self.languages) or label
         return Transcript(
-            text=" ".join(w.word for w in words),
-            language=self.recognizer.language_label(language),
+            text=text,
+            language=label,
             duration=round(len(audio) / SAMPLE_RATE, 3),
             segments=build_segments(words),
             words=[Word(w.word, round(w.start, 3), round(w.end, 3), w.mean_logprob) for w in words],
@@ -89,12 +105,13 @@ class ChunkedEngine:
         audio: np.ndarray,
         chunks: Sequence[Chunk],
         language: str | None,
-        progress: Callable[[float], None] | None,
+        progress: ProgressCallback | None,
     ) -> list[RecognizedWord]:
         words: list[RecognizedWord] = []
         # Progress in audio sent to the model, not in chunks: chunks range from a second to the bound.
         total = sum(c.samples for c in chunks)
         done = 0
+        text = ""
         for chunk in chunks:
             piece = chunk.audio(audio)
             if piece.size < MIN_CHUNK_SAMPLES:
@@ -102,10 +119,12 @@ class ChunkedEngine:
             chunk_words = self.recognizer.recognize(piece, language)
             for word in chunk_words:
                 word.start, word.end = chunk.word_to_original(word.start, word.end, SAMPLE_RATE)
-            words.extend(words_owned(chunk_words, chunk))
+            owned = list(words_owned(chunk_words, chunk))
+            words.extend(owned)
             done += chunk.samples
             if progress is not None:
-                progress(done / total)
+                text = join_words(text, owned)
+                progress(done / total, text)
         # A word kept from one overlapping chunk must not run into the first word kept from the next.
         for word, following in pairwise(words):
             word.end = max(word.start, min(word.end, following.start))

@@ -15,11 +15,17 @@ class UnknownModelError(LookupError):
 
 class EngineRegistry:
     def __init__(
-        self, engines: Iterable[Engine], default_id: str | None = None, not_loaded: dict[str, str] | None = None
+        self,
+        engines: Iterable[Engine],
+        default_id: str | None = None,
+        not_loaded: dict[str, str] | None = None,
+        fallback: str | None = None,
     ) -> None:
         self._engines = {e.model_id: e for e in engines}
         # Engine family -> why it failed to load, while the others serve: an operator must see it in /health.
         self.not_loaded = dict(not_loaded or {})
+        # Set while the embedded Whisper tiny.en stands in for a model that is not there yet: the notice to show.
+        self.fallback = fallback
         if not self._engines:
             raise ValueError("at least one engine is required")
         self.default_id = default_id or next(iter(self._engines))

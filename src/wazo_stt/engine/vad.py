@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnx_asr
 
+from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
 
-SAMPLE_RATE = 16_000
 # Longer than any recording: cutting long speech is the chunk planner's job (with overlap), not the VAD's.
 NO_CUT_SECONDS = 10.0**9
 # Silero's window (512 samples) plus its context (64): shorter input fails inside onnx-asr ("window shape cannot

@@ -22,12 +22,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.words import RecognizedWord
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 # Files faster-whisper reads from a CTranslate2 Whisper directory; without tokenizer.json it would try to fetch
 # one from the Hugging Face Hub, which an offline server must not do.
 REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
@@ -210,21 +210,27 @@ class WhisperRecognizer:
         limit = len(chunk) / SAMPLE_RATE
         words: list[RecognizedWord] = []
         for segment in segments:  # a generator: decoding happens while iterating
+            starts_word = True
             for word in segment.words or []:
                 text = word.word.strip()
                 if not text:
                     continue
                 start = min(max(float(word.start), 0.0), limit)
                 end = min(max(float(word.end), start), limit)
-                words.append(
-                    RecognizedWord(
-                        text,
-                        start,
-                        end,
-                        token_ids=self._token_ids(word.word),
-                        logprobs=[math.log(max(float(word.probability), _MIN_PROBABILITY))],
-                    )
+                piece = RecognizedWord(
+                    text,
+                    start,
+                    end,
+                    token_ids=self._token_ids(word.word),
+                    logprobs=[math.log(max(float(word.probability), _MIN_PROBABILITY))],
                 )
+                # Whisper starts a word with a space; faster-whisper splits some words at punctuation and hands
+                # back the rest without one ("5" "-5" "-1", "o" "'clock"): that rest continues the word before.
+                if words and not starts_word and not word.word[:1].isspace():
+                    _extend(words[-1], piece)
+                else:
+                    words.append(piece)
+                starts_word = False
         return words
 
     def _token_ids(self, text: str) -> list[int]:
@@ -236,3 +242,10 @@ class WhisperRecognizer:
         if language:
             return language
         return "en" if self.english_only else "auto"
+
+
+def _extend(word: RecognizedWord, piece: RecognizedWord) -> None:
+    word.word += piece.word
+    word.end = max(word.end, piece.end)
+    word.token_ids.extend(piece.token_ids)
+    word.logprobs.extend(piece.logprobs)

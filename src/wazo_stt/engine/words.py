@@ -29,6 +29,11 @@ class RecognizedWord:
         return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
 
 
+def join_words(text: str, words: Sequence[RecognizedWord]) -> str:
+    """``text`` followed by ``words``, one space between words: the transcript as every format shows it."""
+    return " ".join([text, *(w.word for w in words)] if text else [w.word for w in words])
+
+
 def assemble_words(
     tokens: Sequence[str],
     timestamps: Sequence[float],

@@ -4,23 +4,26 @@ job status, result, lookup by ``(user_uuid, message_id)`` and queue status."""
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from wazo_stt.api.callbacks import job_callback_url, webhook_status
 from wazo_stt.api.errors import ApiError
-from wazo_stt.api.forms import TranscriptionForm, parse_transcription_form, read_form
+from wazo_stt.api.forms import IDENTITY_MAX_CHARS, TranscriptionForm, parse_transcription_form, read_form
+from wazo_stt.api.openapi import TRANSCRIPTION_REQUEST, TRANSCRIPTION_RESPONSES, errors
 from wazo_stt.api.schemas import job_status_body, lookup_body, submission_body
 from wazo_stt.api.state import ServerState, server_state
+from wazo_stt.api.streaming import JobWatcher, job_events, openai_stream, sse_response
 from wazo_stt.audio import AudioError, AudioInfo, inspect_audio
 from wazo_stt.audio.budget import DecodeBusy
 from wazo_stt.audio.fetch import FetchError, FetchPolicy, fetch_audio, redact_url
 from wazo_stt.domain import JobStatus, ResponseFormat
 from wazo_stt.engine.registry import UnknownModelError
 from wazo_stt.formats import render
-from wazo_stt.jobs.store import Job, NewJob, QueueFullError
+from wazo_stt.jobs.store import Job, NewJob, QueueFullError, Submission
 from wazo_stt.logs import bind_job
 
 log = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ QUEUE_FULL_RETRY_AFTER = "30"
 SHUTDOWN_RETRY_AFTER = "10"
 
 
-@router.post("")
+@router.post("", openapi_extra=TRANSCRIPTION_REQUEST, responses=TRANSCRIPTION_RESPONSES)
 async def create_transcription(request: Request, state: ServerState = Depends(server_state)) -> Response:
     form = parse_transcription_form(await read_form(request))
     registry = state.ready_registry()
@@ -47,13 +50,45 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             code="unsupported_language",
         )
 
-    if form.is_async and not form.force:
-        # Known pair: answer from the store without downloading or decoding the audio again.
+    if form.is_async:
+        # Known pair: answer from the store without downloading or decoding the audio again; with force, a pair
+        # already queued or running is not queued twice, so there is nothing to download either.
         assert form.user_uuid is not None and form.message_id is not None
         existing = await state.store.lookup(form.user_uuid, form.message_id)
-        if existing is not None and existing.status is not JobStatus.FAILED:  # a failed pair is retried
-            return await _submission_response(existing, state, created=False, forced=False)
+        if existing is not None and _answers_without_audio(existing, form.force):
+            if form.stream:
+                return _stream(existing, form, state)
+            return await _submission_response(existing, state, created=False, forced=form.force)
 
+    submission = await _submit(form, engine.model_id, state)
+    job = submission.job
+    bind_job(job.id)
+    # Nothing of the upload is kept while the answer waits for the job (up to SYNC_TIMEOUT_SECS): the bytes died
+    # with _submit's frame, and the form's temporary file is closed now rather than at the end of the request.
+    if form.upload is not None:
+        await form.upload.close()
+    if form.stream:
+        return _stream(job, form, state)
+    if form.is_async:
+        return await _submission_response(
+            job, state, created=submission.created, forced=form.force, position=submission.queue_position
+        )
+    return await _wait_and_render(job, form, state)
+
+
+def _answers_without_audio(existing: Job, force: bool) -> bool:
+    if force:
+        return existing.status in (JobStatus.QUEUED, JobStatus.PROCESSING)
+    return existing.status is not JobStatus.FAILED  # a failed pair is submitted again (the store decides)
+
+
+def _stream(job: Job, form: TranscriptionForm, state: ServerState) -> Response:
+    watcher = JobWatcher(state, job.id, timeout=state.settings.sync_timeout_secs)
+    return sse_response(openai_stream(watcher, logprobs=form.logprobs), job.id)
+
+
+async def _submit(form: TranscriptionForm, model_id: str, state: ServerState) -> Submission:
+    """Read, check and queue the audio. The bytes live only in this frame, so they are freed when it returns."""
     callback_url = await job_callback_url(form.callback_url, state)
     audio, source = await _read_audio(form, state)
     # Only the duration is kept: the samples (64 KB per second of audio) must not stay alive while a synchronous
@@ -71,7 +106,7 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             NewJob(
                 audio=audio,
                 audio_duration=round(duration, 3),
-                model=engine.model_id,
+                model=model_id,
                 response_format=form.response_format.value,
                 language=form.language,
                 granularities=form.granularities,
@@ -89,17 +124,10 @@ async def create_transcription(request: Request, state: ServerState = Depends(se
             code="queue_full",
             headers={"Retry-After": QUEUE_FULL_RETRY_AFTER},
         ) from None
-    job = submission.job
-    bind_job(job.id)
     if submission.created:
         state.workers.notify()
-        log.info("Job %s queued (%s, %.1f s of audio)", job.id, source, duration)
-
-    if form.is_async:
-        return await _submission_response(
-            job, state, created=submission.created, forced=form.force, position=submission.queue_position
-        )
-    return await _wait_and_render(job, form, state)
+        log.info("Job %s queued (%s, %.1f s of audio)", submission.job.id, source, duration)
+    return submission
 
 
 async def _submission_response(
@@ -176,19 +204,27 @@ async def _wait_and_render(job: Job, form: TranscriptionForm, state: ServerState
             code="timeout",
             headers={"X-Job-Id": job.id},
         )
-    return _render(finished, form.response_format, form.granularities)
+    return await _render(finished, form.response_format, form.granularities, logprobs=form.logprobs)
 
 
-def _render(job: Job, response_format: ResponseFormat | str, granularities) -> Response:
+async def _render(
+    job: Job, response_format: ResponseFormat | str, granularities, *, logprobs: bool = False
+) -> Response:
+    """Render and serialise in a thread: a 4-hour transcript takes a quarter of a second, and every other
+    request (status polls, health checks) would wait for it on the event loop."""
     assert job.transcript is not None
-    rendered = render(job.transcript, response_format, granularities)
-    headers = {"X-Job-Id": job.id}
+    return await run_in_threadpool(_response, job.id, job.transcript, response_format, granularities, logprobs)
+
+
+def _response(job_id: str, transcript, response_format, granularities, logprobs: bool) -> Response:
+    rendered = render(transcript, response_format, granularities, logprobs=logprobs)
+    headers = {"X-Job-Id": job_id}
     if isinstance(rendered.body, dict):
         return JSONResponse(rendered.body, headers=headers)
     return PlainTextResponse(rendered.body, media_type=rendered.media_type, headers=headers)
 
 
-@router.get("/status")
+@router.get("/status", responses=errors(503))
 async def queue_status(state: ServerState = Depends(server_state)) -> dict:
     counts = await state.store.counts()
     return {
@@ -198,14 +234,12 @@ async def queue_status(state: ServerState = Depends(server_state)) -> dict:
     }
 
 
-@router.get("/lookup")
+@router.get("/lookup", responses=errors(400, 503))
 async def lookup(
-    user_uuid: str | None = None, message_id: str | None = None, state: ServerState = Depends(server_state)
+    user_uuid: Annotated[str, Query(min_length=1, max_length=IDENTITY_MAX_CHARS)],
+    message_id: Annotated[str, Query(min_length=1, max_length=IDENTITY_MAX_CHARS)],
+    state: ServerState = Depends(server_state),
 ) -> dict:
-    for name, value in (("user_uuid", user_uuid), ("message_id", message_id)):
-        if not value:
-            raise ApiError(400, f"{name} is required", param=name)
-    assert user_uuid is not None and message_id is not None
     return lookup_body(await state.store.lookup(user_uuid, message_id))
 
 
@@ -230,12 +264,19 @@ async def _status_body(job_id: str, state: ServerState) -> dict:
     return body
 
 
-@router.get("/{job_id}")
+@router.get("/{job_id}", responses=errors(404, 503))
 async def job_status(job_id: str, state: ServerState = Depends(server_state)) -> dict:
     return await _status_body(job_id, state)
 
 
-@router.get("/{job_id}/result")
+@router.get(
+    "/{job_id}/result",
+    responses={
+        200: {"description": "The transcript in the format asked (or at submission)", "content": {"text/plain": {}}},
+        202: {"description": "Not finished yet: the job's status"},
+        **errors(400, 404, 500, 503),
+    },
+)
 async def job_result(
     job_id: str, response_format: str | None = None, state: ServerState = Depends(server_state)
 ) -> Response:
@@ -248,4 +289,15 @@ async def job_result(
         raise ApiError(500, job.error or "Transcription failed", code="job_failed")
     if job.status is not JobStatus.COMPLETED:
         return JSONResponse(await _status_body(job.id, state), status_code=202)
-    return _render(job, fmt, job.granularities)
+    return await _render(job, fmt, job.granularities)
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={200: {"description": "Server-sent events", "content": {"text/event-stream": {}}}, **errors(404, 503)},
+)
+async def job_event_stream(job_id: str, state: ServerState = Depends(server_state)) -> Response:
+    """Server-sent events: ``queued`` (with the position), ``processing`` (progress, text so far), then
+    ``completed`` or ``failed``; each carries the job's status body."""
+    job = await _job_or_404(job_id, state)
+    return sse_response(job_events(JobWatcher(state, job.id, timeout=state.settings.sync_timeout_secs)), job.id)

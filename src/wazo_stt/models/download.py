@@ -31,16 +31,9 @@ from urllib.parse import quote
 import httpx
 
 from wazo_stt import __version__
-from wazo_stt.engine.parakeet import model_files
+from wazo_stt.models.catalog import PARAKEET_MODELS, model_files
 
 log = logging.getLogger(__name__)
-
-# Our model id (a key of parakeet.PARAKEET_MODELS) -> the Hugging Face repository of its ONNX export, the one
-# onnx-asr itself downloads from.
-REPOS: dict[str, str] = {
-    "parakeet-tdt-0.6b-v3": "istupakov/parakeet-tdt-0.6b-v3-onnx",
-    "parakeet-tdt-0.6b-v2": "istupakov/parakeet-tdt-0.6b-v2-onnx",
-}
 
 # Part of the export but not required by onnx-asr 0.12 (it carries its own mel front end); fetched when the
 # repository has it so the directory is the complete export, usable by other onnx-asr versions and tools.
@@ -141,19 +134,48 @@ def download_model(
     line) for every failure an operator can act on: the Hub unreachable (unless the files are already here),
     access refused, a file the Hub does not have, bytes that do not match its hashes, a directory not writable.
     """
-    if model_id not in REPOS:
-        raise DownloadError(f"unknown model {model_id!r}; choose one of {', '.join(sorted(REPOS))}")
-    from huggingface_hub import constants
-    from huggingface_hub.utils import build_hf_headers
+    if model_id not in PARAKEET_MODELS:
+        raise DownloadError(f"unknown model {model_id!r}; choose one of {', '.join(sorted(PARAKEET_MODELS))}")
 
-    repo_id = REPOS[model_id]
-    endpoint = (endpoint or hub_endpoint()).rstrip("/")
     directory = Path(directory).expanduser()
     state = directory / STATE_DIR
+    created = [p for p in (state, *state.parents) if not p.exists() and p.is_relative_to(directory.parent)]
     try:
         state.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create {directory}: {_reason(exc)}") from None
+    try:
+        return _download_into(model_id, directory, state, quantization, revision, endpoint, token, progress, say)
+    except BaseException:
+        _remove_empty(created)  # a failed first run leaves no empty .cache folder behind (a resumable part stays)
+        raise
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove the directories this run created, deepest first, where they are still empty."""
+    for path in directories:
+        try:
+            path.rmdir()
+        except OSError:
+            return  # not empty (a partial download to resume) or already gone: keep it and its parents
+
+
+def _download_into(
+    model_id: str,
+    directory: Path,
+    state: Path,
+    quantization: str,
+    revision: str,
+    endpoint: str | None,
+    token: str | bool | None,
+    progress: bool,
+    say: Callable[[str], None],
+) -> DownloadResult:
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers
+
+    repo_id = PARAKEET_MODELS[model_id].repo_id
+    endpoint = (endpoint or hub_endpoint()).rstrip("/")
     required, optional = wanted_files(quantization)
     result = DownloadResult(model_id=model_id, repo_id=repo_id, directory=directory, commit=None)
 
