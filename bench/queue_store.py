@@ -1,13 +1,17 @@
 """The job queue's own cost, on SQLite (synchronous FULL and NORMAL) and PostgreSQL: what a job costs the store
 apart from transcription, and what a 100 MB upload costs the database.
 
-    .venv/bin/python -m bench.queue_store [--jobs 200] [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
+    .venv/bin/python -m bench.queue_store [--jobs 200] [--depths 0,1000,10000]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres]
 
 Per job: ``submit`` (8 KB of audio), ``claim`` (claim_next), ``renew`` (one lease renewal with progress, which a
-running job does once a second) and ``finish`` (complete with a small transcript), each timed alone, sequentially
-(median and p95 in ms). Then one 100 MB upload: submit, the worker's read of it, its deletion at completion; for
-PostgreSQL the WAL it wrote and the table's size on disk, for SQLite the database file's and WAL's growth. Prints a
-table and writes ``bench/results/queue_store.{json,md}``. PostgreSQL runs in a database of its own, dropped after.
+running job does once a second), ``position`` (a status poll's snapshot: the job with its queue position) and
+``finish`` (complete with a small transcript), each timed alone, sequentially (median and p95 in ms), with the
+queue already holding 0, 1 000 and 10 000 jobs (100 senders in 10 tenants): the fair queue sorts the queued jobs
+at each claim and each position read, so its cost grows with the queue. Then one 100 MB upload: submit, the
+worker's read of it, its deletion at completion; for PostgreSQL the WAL it wrote and the table's size on disk, for
+SQLite the database file's and WAL's growth. Prints a table and writes ``bench/results/queue_store.{json,md}``.
+PostgreSQL runs in a database of its own, dropped after.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import uuid
 from pathlib import Path
 
 from bench.machine import machine_description
-from wazo_stt.domain import Transcript
+from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.jobs.records import NewJob
+from wazo_stt.jobs.schema import JobRow
 from wazo_stt.jobs.store import JobStore
 
 RESULTS = Path(__file__).with_name("results")
@@ -40,22 +45,47 @@ def _ms(samples: list[float]) -> dict[str, float]:
     }
 
 
-async def _per_job(store: JobStore, jobs: int) -> dict[str, dict[str, float]]:
-    timings: dict[str, list[float]] = {"submit": [], "claim": [], "renew": [], "finish": []}
+async def _fill(store: JobStore, depth: int) -> None:
+    """``depth`` queued jobs from 100 senders in 10 tenants, inserted in one transaction (not what is timed)."""
+    async with store._db.writing() as session:
+        for i in range(depth):
+            session.add(
+                JobRow(id=str(uuid.uuid4()), tenant=f"t{i % 10}", status=JobStatus.QUEUED, user_uuid=f"u{i % 100}",
+                       model="m", response_format="json", granularities="", created_at=0.0, attempts=0)
+            )
+
+
+async def _per_depth(store: JobStore, jobs: int, depths: list[int]) -> dict[str, dict[str, dict[str, float]]]:
+    """The per-job timings at each queue depth (ascending: the backlog is topped up between them)."""
+    results, filled = {}, 0
+    for depth in sorted(depths):
+        await _fill(store, depth - filled)
+        filled = depth
+        results[str(depth)] = await _per_job(store, jobs, depth)
+    return results
+
+
+async def _per_job(store: JobStore, jobs: int, depth: int) -> dict[str, dict[str, float]]:
+    timings: dict[str, list[float]] = {"submit": [], "claim": [], "renew": [], "position": [], "finish": []}
     audio = os.urandom(8192)
+    store.max_queue_size = depth + 10
     for i in range(jobs):
         start = time.perf_counter()
-        job = (await store.submit(NewJob(audio, 30.0, "m", "json", user_uuid="u", message_id=f"m{i}"))).job
+        job = (await store.submit(NewJob(audio, 30.0, "m", "json", user_uuid="u", message_id=f"m{depth}-{i}"))).job
         timings["submit"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        snapshot = await store.snapshot(job.id)  # still queued: its position is computed
+        timings["position"].append(time.perf_counter() - start)
+        assert snapshot is not None and snapshot.queue_position is not None
         start = time.perf_counter()
         claimed = await store.claim_next("bench")
         timings["claim"].append(time.perf_counter() - start)
-        assert claimed is not None and claimed.id == job.id
+        assert claimed is not None and (depth or claimed.id == job.id)
         start = time.perf_counter()
-        await store.renew(job.id, "bench", progress=0.5)
+        await store.renew(claimed.id, "bench", progress=0.5)
         timings["renew"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        assert await store.complete(job.id, "bench", TRANSCRIPT)
+        assert await store.complete(claimed.id, "bench", TRANSCRIPT)
         timings["finish"].append(time.perf_counter() - start)
     result = {name: _ms(samples) for name, samples in timings.items()}
     both = [c + f for c, f in zip(timings["claim"], timings["finish"], strict=True)]
@@ -85,7 +115,7 @@ async def _big_upload(store: JobStore, measure) -> dict[str, float]:
     }
 
 
-async def _postgres(admin_url: str, jobs: int) -> dict:
+async def _postgres(admin_url: str, jobs: int, depths: list[int]) -> dict:
     import asyncpg
 
     name = f"wazo_stt_bench_{uuid.uuid4().hex[:8]}"
@@ -98,7 +128,7 @@ async def _postgres(admin_url: str, jobs: int) -> dict:
         )
         conn = await asyncpg.connect(url)
         try:
-            per_job = await _per_job(store, jobs)
+            per_job = await _per_depth(store, jobs, depths)
 
             async def measure() -> dict[str, float]:
                 wal = await conn.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')")
@@ -115,12 +145,12 @@ async def _postgres(admin_url: str, jobs: int) -> dict:
     return {"per_job": per_job, "upload_100mb": big}
 
 
-async def _sqlite(synchronous: str, jobs: int) -> dict:
+async def _sqlite(synchronous: str, jobs: int, depths: list[int]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "jobs.db"
         store = await JobStore.open(db_path=db, max_queue_size=10**6, sqlite_synchronous=synchronous)
         try:
-            per_job = await _per_job(store, jobs)
+            per_job = await _per_depth(store, jobs, depths)
 
             async def measure() -> dict[str, float]:
                 wal = db.with_name("jobs.db-wal")
@@ -136,14 +166,15 @@ async def _sqlite(synchronous: str, jobs: int) -> dict:
 
 
 def _table(results: dict) -> str:
-    ops = ["submit", "claim", "renew", "finish", "claim+finish"]
+    ops = ["submit", "claim", "renew", "position", "finish", "claim+finish"]
     lines = [
-        "| store | " + " | ".join(f"{op} ms (median / p95)" for op in ops) + " |",
-        "|---|" + "---|" * len(ops),
+        "| store | jobs queued | " + " | ".join(f"{op} ms (median / p95)" for op in ops) + " |",
+        "|---|---|" + "---|" * len(ops),
     ]
     for name, r in results.items():
-        cells = [f"{r['per_job'][op]['median_ms']} / {r['per_job'][op]['p95_ms']}" for op in ops]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        for depth, timings in r["per_job"].items():
+            cells = [f"{timings[op]['median_ms']} / {timings[op]['p95_ms']}" for op in ops]
+            lines.append(f"| {name} | {int(depth):,} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "| store | 100 MB upload: submit s | worker's read s | delete at finish s | growth |",
@@ -159,19 +190,21 @@ def _table(results: dict) -> str:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--depths", default="0,1000,10000", help="jobs already queued, comma-separated")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
+    depths = [int(d) for d in args.depths.split(",")]
     results = {
-        "sqlite (synchronous=FULL, default)": await _sqlite("FULL", args.jobs),
-        "sqlite (synchronous=NORMAL)": await _sqlite("NORMAL", args.jobs),
-        "postgresql 15 (local, asyncpg)": await _postgres(args.postgres, args.jobs),
+        "sqlite (synchronous=FULL, default)": await _sqlite("FULL", args.jobs, depths),
+        "sqlite (synchronous=NORMAL)": await _sqlite("NORMAL", args.jobs, depths),
+        "postgresql 15 (local, asyncpg)": await _postgres(args.postgres, args.jobs, depths),
     }
     table = _table(results)
     print(table)
     RESULTS.mkdir(exist_ok=True)
     machine = machine_description()
     (RESULTS / "queue_store.json").write_text(
-        json.dumps({"machine": machine, "jobs": args.jobs, "results": results}, indent=2)
+        json.dumps({"machine": machine, "jobs": args.jobs, "depths": depths, "results": results}, indent=2)
     )
     (RESULTS / "queue_store.md").write_text(f"{table}\n")
 

@@ -171,7 +171,7 @@ def run(ctx: Context, result: Result) -> None:
         f"{BOMBS} bombs submitted at once ({bomb.stat().st_size / 1000:.0f} KB FLAC each: 7 s of speech, then "
         f"{silence_s / 60:g} minutes of digital silence), then a legitimate 10 s voicemail: its latency from "
         "submission to transcript, and /health polled every 50 ms meanwhile, against the idle server's figures"
-        + (" (and against the code before issue 14, from `HOSTILE_BASELINE_SRC`)" if baseline_src else "")
+        + (" (and against a baseline checkout, from `HOSTILE_BASELINE_SRC`)" if baseline_src else "")
         + f". Then {POLL_CONNECTIONS} keep-alive connections poll a job's status for {POLL_SECONDS:g} s, "
         f"{ROUNDS} rounds alternating between the server as it runs (uvicorn's h11 with the limits of "
         "`api/http_limits.py`) and uvicorn's defaults (httptools, no limits); the median round is shown."
@@ -180,7 +180,7 @@ def run(ctx: Context, result: Result) -> None:
     attacks: dict[str, dict[str, Any]] = {}
     if baseline_src:
         with serve(ctx.model, env | {"PYTHONPATH": baseline_src}, warm_up=voicemail.path) as server:
-            attacks["before (main before issue 14)"] = _attack(server, voicemail.path, bomb)
+            attacks["FIFO queue (before part 2)"] = _attack(server, voicemail.path, bomb)
     with serve(ctx.model, env, warm_up=voicemail.path) as server:
         attacks["now"] = _attack(server, voicemail.path, bomb)
 

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     )
 
     max_queue_size: int = Field(100, ge=1)
+    max_queue_audio_secs: float = Field(
+        36000, gt=0, description="Audio seconds waiting in the queue at most (all tenants); more gets a 429 "
+        "(a file alone in an empty queue is always accepted)",
+    )
+    rate_limit_per_minute: float = Field(
+        0, ge=0, description="Submissions per minute per API key's tenant (per server process; bursts up to one "
+        "minute's worth); 0: no limit",
+    )
     max_upload_mb: float = Field(100, gt=0)
     max_audio_duration_secs: float = Field(14400, gt=0)
     decode_memory_mb: float = Field(

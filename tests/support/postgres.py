@@ -52,7 +52,7 @@ async def empty_tables(url: str) -> None:
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
-        await conn.execute("TRUNCATE jobs, job_audio RESTART IDENTITY CASCADE")
+        await conn.execute("TRUNCATE jobs, job_audio, tenant_turns, sender_turns RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
 

@@ -63,6 +63,7 @@ def create_app(
             database_url=settings.database_url or None,
             db_path=settings.db_path,
             max_queue_size=settings.max_queue_size,
+            max_queue_audio_secs=settings.max_queue_audio_secs,
             busy_timeout_ms=settings.db_busy_timeout_ms,
             sqlite_synchronous=settings.sqlite_synchronous,
             lease_seconds=settings.lease_secs,

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from wazo_stt.jobs.records import StoreUnavailableError
 from wazo_stt.metrics import count_refusal
@@ -67,7 +68,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         count_refusal(request.scope, exc.status_code, None)
-        return error_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        return error_response(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(StoreUnavailableError)
     async def _database(_: Request, exc: StoreUnavailableError) -> JSONResponse:
@@ -99,3 +103,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 # No space left, quota exceeded, file size limit (RLIMIT_FSIZE).
 _STORAGE_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of every route on the path: Starlette's 405 names only the first route's (``GET`` and
+    ``DELETE`` of one job are two routes)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))

@@ -60,3 +60,16 @@ def submission_body(job: Job, queue_position: int | None, *, created: bool, forc
         "message": message,
         "cached": not created and not forced,
     }
+
+
+def deletion_body(job: Job) -> dict[str, Any]:
+    """OpenAI's answer to a deletion (``{"id", "object", "deleted": true}``), with what the job was: ``status``
+    tells whether it was still queued or processing (then cancelled)."""
+    return {
+        "id": job.id,
+        "object": "transcription.job",
+        "deleted": True,
+        "status": job.status.value,
+        "user_uuid": job.user_uuid,
+        "message_id": job.message_id,
+    }

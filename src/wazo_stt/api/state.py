@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from wazo_stt.api.errors import ApiError
+from wazo_stt.api.rate_limit import RateLimiter
 from wazo_stt.audio.budget import DecodeBudget
 from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
@@ -28,9 +29,11 @@ class ServerState:
     loop: asyncio.AbstractEventLoop | None = None
     metrics: Metrics = field(default_factory=Metrics)
     decode_budget: DecodeBudget = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.decode_budget = DecodeBudget(self.settings.decode_memory_mb, self.settings.decode_wait_secs)
+        self.rate_limiter = RateLimiter(self.settings.rate_limit_per_minute)
 
     def begin_shutdown(self) -> asyncio.Task[None]:
         """Stop taking jobs and give the running one SHUTDOWN_GRACE_SECS; idempotent, returns the stop's task.

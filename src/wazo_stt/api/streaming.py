@@ -128,7 +128,7 @@ async def openai_stream(watcher: JobWatcher, *, logprobs: bool) -> AsyncIterator
     last: JobView | None = None
     async for view in watcher.views():
         if view is None:
-            yield _data(error_body(500, "The job disappeared while it was being processed", code="job_lost"))
+            yield _data(error_body(404, "The job was deleted before its transcript was ready", code="job_deleted"))
             return
         last = view
         if view.status is JobStatus.QUEUED:

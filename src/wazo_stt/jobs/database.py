@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from wazo_stt.jobs.records import StoreUnavailableError
+from wazo_stt.jobs.schema import Base
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 # The channel on which PostgreSQL announces job changes (payload: the job id).
@@ -132,6 +137,51 @@ class Database:
             return True
         return bool(await session.scalar(select(text("pg_try_advisory_xact_lock(:key)")), {"key": advisory_key(name)}))
 
+    async def serialise(self, session: AsyncSession, name: str) -> None:
+        """Hold ``name`` until this transaction ends, waiting for another holder: a transaction-scoped advisory
+        lock on PostgreSQL (bounded by ``lock_timeout``); on SQLite the write lock already serialises writers."""
+        if self.is_postgresql:
+            await session.execute(select(text("pg_advisory_xact_lock(:key)")), {"key": advisory_key(name)})
+
+    async def upsert(self, session: AsyncSession, table: Any, values: dict[str, Any], keys: list[str]) -> None:
+        """Insert a row, or update the row with the same ``keys`` (``INSERT … ON CONFLICT DO UPDATE``)."""
+        insert = postgresql.insert if self.is_postgresql else sqlite.insert
+        statement = insert(table).values(**values)
+        updates = {name: statement.excluded[name] for name in values if name not in keys}
+        await session.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates))
+
+    # --- erasure ------------------------------------------------------------------------------------------
+
+    async def erase_traces(self) -> bool:
+        """After rows were deleted: remove what the database files still hold of them, as far as the dialect can.
+        Returns False when it could not (logged; the rows are deleted all the same).
+
+        - SQLite: ``secure_delete`` (set on every connection) has zeroed the deleted cells and freed pages in the
+          pages the deletion wrote, but the WAL still holds the *earlier* images of those pages (the text as it
+          was written). A ``TRUNCATE`` checkpoint copies the zeroed pages into the database file and empties the
+          WAL. It waits (busy timeout) for readers still on an older snapshot; when one outlasts it, the old
+          images stay in the WAL until the next checkpoint that completes.
+        - PostgreSQL: a DELETE only marks the row dead (MVCC). A plain ``VACUUM`` of the job tables frees the
+          TOASTed values (audio, long transcripts) and the row's space for reuse without blocking other
+          sessions; it does not rewrite heap pages, so a short text may stay in a page's free space until the
+          page is reused or the table is rewritten (``VACUUM FULL``): see docs/security.md.
+        """
+        try:
+            if self.is_postgresql:
+                async with self.writer.connect() as conn:
+                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    await auto.exec_driver_sql(f"VACUUM {', '.join(t.name for t in Base.metadata.sorted_tables)}")
+                return True
+            # A reader connection: it opens no transaction around a PRAGMA (the writer's would: BEGIN IMMEDIATE).
+            async with self.reader.connect() as conn:
+                busy, _, _ = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")).one()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("Deleted rows may leave traces in the database files until the next vacuum: %s", exc)
+            return False
+        if busy:
+            log.warning("Deleted rows stay in the SQLite WAL until its next checkpoint: a reader held it too long")
+        return not busy
+
     def asyncpg_dsn(self) -> str:
         """The URL for a raw asyncpg connection (LISTEN needs one of its own, outside the pool)."""
         return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -151,11 +201,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, busy_timeout_ms: int
     # WAL lets status polls read while the worker writes; the busy timeout rides out short write contention
     # (another process, a checkpoint) instead of failing at once with "database is locked". synchronous=FULL
     # syncs the WAL at every commit, so a job accepted survives a power loss (NORMAL would lose the last ones).
+    # secure_delete zeroes deleted content (a finished job's audio, an erased job's text) instead of leaving it
+    # in free space, so that `strings` on the file finds nothing of it (docs/security.md, erasure).
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA synchronous={synchronous}")
     cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

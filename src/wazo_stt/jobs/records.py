@@ -92,7 +92,11 @@ class StoreError(Exception):
 
 
 class QueueFullError(StoreError):
-    pass
+    """The queue holds ``MAX_QUEUE_SIZE`` jobs, or ``MAX_QUEUE_AUDIO_SECS`` of audio (``audio``: which one)."""
+
+    def __init__(self, *, audio: bool = False) -> None:
+        super().__init__("queued audio" if audio else "queued jobs")
+        self.audio = audio
 
 
 class StoreUnavailableError(StoreError):

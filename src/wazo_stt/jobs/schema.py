@@ -3,7 +3,7 @@ this module must describe the schema the latest migration leaves."""
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -44,6 +44,9 @@ class JobRow(Base):
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
     progress: Mapped[float | None] = mapped_column(Float)
     partial_text: Mapped[str | None] = mapped_column(Text)
+    # Was running when its worker process died holding other jobs too: it runs alone from then on, so that a
+    # crash it causes is told apart from one its neighbours caused (see JobStore's attempts rule).
+    suspect: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     callback_url: Mapped[str | None] = mapped_column(Text)  # where the webhook goes when the job ends (full URL)
 
 
@@ -52,6 +55,25 @@ class AudioRow(Base):
 
     job_id: Mapped[str] = mapped_column(String(36), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TenantTurn(Base):
+    """When each tenant was last served (a claim counter, not a time): the fair queue's round-robin memory."""
+
+    __tablename__ = "tenant_turns"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    served: Mapped[int] = mapped_column(Integer)
+
+
+class SenderTurn(Base):
+    """When each sender (``user_uuid``; '' for jobs without one) of a tenant was last served."""
+
+    __tablename__ = "sender_turns"
+
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sender: Mapped[str] = mapped_column(Text, primary_key=True)
+    served: Mapped[int] = mapped_column(Integer)
 
 
 class OutboxRow(Base):

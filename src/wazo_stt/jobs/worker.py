@@ -6,9 +6,10 @@ status poll answers in milliseconds while an hour of audio is being transcribed.
 A worker never dies and never drops a job: a database that refuses a write (locked past its busy timeout, disk
 full, server restarting) is retried with a growing pause, with the transcript kept in memory, so nothing is
 transcribed twice. While a job runs its lease is renewed (with the progress, at most once a second); a worker that
-lost its lease (paused past it: another worker took the job over) stops and writes nothing. On a graceful stop the
-running job may finish within the grace period; past it, the job goes back to the queue with its attempt not
-counted, and the thread doing the work is abandoned (a daemon: it cannot hold the exit).
+lost its lease (paused past it: another worker took the job over; or the job was deleted, which refuses the
+renewal) stops and writes nothing, and its transcription thread stops at its next progress report. On a graceful
+stop the running job may finish within the grace period; past it, the job goes back to the queue with its attempt
+not counted, and the thread doing the work is abandoned (a daemon: it cannot hold the exit).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ PROGRESS_WRITE_SECONDS = 1.0
 
 class _Abandoned(Exception):
     """The grace period ended while this worker still held its job."""
+
+
+class _Dropped(Exception):
+    """Raised in a transcription thread whose job this worker no longer holds (deleted, taken over, abandoned),
+    at its next progress report: the CPU goes to the next job instead of a transcript nobody will store."""
 
 
 class WorkerPool:
@@ -122,10 +128,11 @@ class WorkerPool:
         self._wake_waiters()
 
     def _set_progress(self, job_id: str, done: float, text: str | None = None) -> None:
-        # Called from the transcription thread; one dict item assignment is atomic under the GIL. A job
-        # abandoned at shutdown is no longer in the dict and must not come back into it.
-        if job_id in self._progress:
-            self._progress[job_id] = (done, text)
+        # Called from the transcription thread; one dict item assignment is atomic under the GIL. A job this
+        # worker dropped (deleted, lease lost, abandoned at shutdown) is no longer in the dict: its thread stops.
+        if job_id not in self._progress:
+            raise _Dropped(job_id)
+        self._progress[job_id] = (done, text)
 
     async def wait_finished(self, job_id: str, timeout: float) -> Job | None:
         """Wait until the job is completed or failed; returns it then, or the job as it is at the timeout.
@@ -218,7 +225,10 @@ class WorkerPool:
             log.warning("Job %s put back in the queue, for another worker or after the restart", job.id)
             return
         if outcome == "lost":
-            log.warning("Job %s: lease lost (another worker took it over); its work here is dropped", job.id)
+            log.warning(
+                "Job %s: lease lost (deleted, or taken over by another worker); its work here is dropped", job.id
+            )
+            self._progress.pop(job.id, None)  # its thread stops at its next progress report
             return
         try:
             transcript = work.result()
@@ -236,7 +246,9 @@ class WorkerPool:
                 self._metrics.job_completed(job.model, transcript.duration, time.monotonic() - started)
                 log.info("Job %s completed (%.1f s of audio)", job.id, transcript.duration)
             else:
-                log.warning("Job %s: lease lost before its result was stored; the other worker's result stands", job.id)
+                log.warning(
+                    "Job %s: lease lost before its result was stored (deleted, or taken over); nothing written", job.id
+                )
             return
         if await self._retrying(
             lambda: self._store.fail(job.id, worker_id, error), f"store the failure of job {job.id}"
