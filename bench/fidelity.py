@@ -617,6 +617,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--formats", default=",".join(f.name for f in FORMATS), help="input formats to measure")
     parser.add_argument("--sentences", type=int, default=0, help="use only the first N sentences (0: all)")
     parser.add_argument("--no-vad-off", action="store_true", help="do not measure the server with VAD off")
+    parser.add_argument("--no-direct", action="store_true", help="measure the server only, not the model alone")
     parser.add_argument("--beam-size", type=int, default=5, help="Whisper beam width, server and direct alike")
     parser.add_argument("--threads", type=int, default=0, help="inference threads (0: one per core)")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "wazo-stt-fidelity")
@@ -683,6 +684,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         direct_label = "onnx-asr alone on ffmpeg's decoding of the same file, with onnx-asr's Silero VAD"
     if args.model_id:
         env["WHISPER_MODEL_ID"] = args.model_id
+    if args.no_direct:
+        direct_paths = []
 
     report: dict[str, Any] = {
         "engine": args.engine,

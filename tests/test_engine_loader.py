@@ -90,6 +90,7 @@ def test_engines_share_one_vad_but_whisper_joins_longer_pauses(fakes, tmp_path):
     """Whisper pads every chunk to 30 s, so its planner keeps pauses of up to 3 s inside a chunk."""
     whisper = FakeRecognizer(WHISPER_ID)
     whisper.join_gap_seconds = 3.0
+    whisper.kept_pause_seconds = 1.0
     fakes.setattr(loader, "load_whisper", lambda s: whisper)
     registry = loader.load_engines(
         Settings(_env_file=None, db_path=tmp_path / "db", enable_vad=True, whisper_model_path=tmp_path)
@@ -98,6 +99,8 @@ def test_engines_share_one_vad_but_whisper_joins_longer_pauses(fakes, tmp_path):
     whisper_planner = registry.resolve(WHISPER_ID).planner
     assert parakeet_planner.detector is whisper_planner.detector is not None
     assert (parakeet_planner.join_gap_seconds, whisper_planner.join_gap_seconds) == (1.0, 3.0)
+    # Parakeet gets none of a joined pause (its word times are frame-exact); Whisper the 1 s its alignment needs.
+    assert (parakeet_planner.kept_pause_seconds, whisper_planner.kept_pause_seconds) == (0.0, 1.0)
 
 
 def test_chunk_bound_is_each_engines_unless_set(fakes, tmp_path):

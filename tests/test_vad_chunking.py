@@ -30,9 +30,11 @@ class SpyRecognizer:
         self.real = real
         self.model_id, self.owned_by, self.languages = real.model_id, real.owned_by, real.languages
         self.seconds_sent = 0.0
+        self.calls = 0
 
     def recognize(self, chunk, language):
         self.seconds_sent += len(chunk) / SR
+        self.calls += 1
         return self.real.recognize(chunk, language)
 
     def language_label(self, language):
@@ -62,6 +64,55 @@ def test_speech_chunks_join_short_pauses_and_cut_long_speech_with_overlap():
         assert b.start == a.end - 2 * s and a.keep_until == b.keep_from
     # The 11 s of silence between 9 s and 20 s is never sent.
     assert not any(c.start < 20 * s and c.end > 9 * s for c in chunks)
+
+
+def test_joined_spans_are_sent_back_to_back_without_the_pauses():
+    s = SR
+    spans = [(1 * s, 4 * s), (5 * s, 9 * s), (11 * s, 15 * s), (40 * s, 45 * s)]
+    chunks = speech_chunks(spans, SR, max_seconds=12, overlap_seconds=2, join_gap_seconds=3, kept_pause_seconds=0.5)
+    first, second = chunks
+    # 0.25 s of each pause is kept on each side; what is left of the 1 s and 2 s pauses is not sent.
+    assert first.pieces == ((1 * s, 4 * s + s // 4), (5 * s - s // 4, 9 * s + s // 4), (11 * s - s // 4, 15 * s))
+    assert first.samples == 12 * s  # 11 s of speech and two kept half-second pauses, not 14 s
+    audio = np.arange(50 * s, dtype=np.float32)
+    assert np.array_equal(first.audio(audio), np.concatenate([audio[a:b] for a, b in first.pieces]))
+    # The 25 s pause is longer than the join gap: a chunk of its own, whole.
+    assert (second.start, second.end, second.pieces) == (40 * s, 45 * s, ())
+    # What the bound counts is what is sent: a fourth span would not fit in 12 s.
+    assert len(speech_chunks(spans[:3], SR, 11, 2, 3, 0.5)) == 2
+
+
+def test_times_in_a_joined_chunk_map_back_to_the_original_audio():
+    s = SR
+    chunk = speech_chunks([(1 * s, 4 * s), (10 * s, 12 * s)], SR, 20, 2, 7, 0.0)[0]
+    assert chunk.pieces == ((1 * s, 4 * s), (10 * s, 12 * s))
+    assert chunk.to_original(0.0, SR) == 1.0
+    assert chunk.to_original(2.5, SR) == 3.5
+    assert chunk.to_original(3.0, SR) == 10.0  # the first sample of the second piece
+    assert chunk.to_original(4.5, SR) == 11.5
+    assert chunk.to_original(5.2, SR) == pytest.approx(12.2)  # past the end: extrapolated from the last piece
+    assert speech_chunks([(s, 4 * s)], SR, 20, 2, 7, 0.0)[0].to_original(0.5, SR) == 1.5
+    # A word cannot span the left-out pause: one that runs on past the cut ends where its piece ends.
+    assert chunk.word_to_original(2.9, 3.4, SR) == pytest.approx((3.9, 4.0))
+    assert chunk.word_to_original(2.4, 3.2, SR) == pytest.approx((3.4, 4.0))
+    assert chunk.word_to_original(2.5, 3.0, SR) == (3.5, 4.0)  # ends at the cut: stays in the first piece
+    assert chunk.word_to_original(3.2, 3.6, SR) == pytest.approx((10.2, 10.6))
+
+
+def test_vad_leaves_pauses_out_of_a_chunk_and_keeps_word_times(recognizer, detector):
+    """Two messages 2.5 s apart, joined in one chunk: the pause is not sent, the markers keep their times."""
+    message = voicemail_with_marker(2.0)
+    pause = 2.5
+    audio = np.concatenate([np.zeros(SR), message, np.zeros(int(pause * SR)), message, np.zeros(SR)])
+    second = 1.0 + len(message) / SR + pause
+    spy = SpyRecognizer(recognizer)
+    planner = ChunkPlanner(detector, max_seconds=30, join_gap_seconds=3.0)
+    transcript = ChunkedEngine(spy, planner).transcribe(audio.astype(np.float32), None)
+
+    assert spy.calls == 1  # one chunk: the context of both messages
+    assert spy.seconds_sent <= 2 * len(message) / SR + 1.0  # the pause (less the VAD's padding) was left out
+    cats = [w for w in transcript.words if w.word.startswith("cat")]
+    assert [w.start for w in cats] == pytest.approx([3.0, second + 2.0], abs=FRAME_SECONDS + 0.05)
 
 
 def test_seams_lose_and_double_nothing(recognizer):

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from bench.suites import hostile, latency, overhead, responsiveness, scaling, throughput, tuning
+from bench.suites import (
+    batching,
+    hostile,
+    latency,
+    overhead,
+    responsiveness,
+    scaling,
+    speech,
+    throughput,
+    tuning,
+    whisper_short,
+)
 
 BENCHMARKS = {
     "overhead": overhead.run,
@@ -12,4 +23,7 @@ BENCHMARKS = {
     "scaling": scaling.run,
     "tuning": tuning.run,
     "hostile": hostile.run,
+    "speech": speech.run,
+    "batching": batching.run,
+    "whisper_short": whisper_short.run,
 }

@@ -47,17 +47,22 @@ def chunk_planner(
     """The planner for one engine; ``detector`` lets engines share one VAD model (it keeps no state per call).
 
     A recogniser may set ``join_gap_seconds``: how long a pause between speech spans may be and still be sent
-    inside one chunk (Whisper pads every chunk to 30 s, so it prefers fewer, fuller chunks), and
-    ``max_chunk_seconds``: the longest chunk it is best at, used unless CHUNK_MAX_SECS is set.
+    inside one chunk (Whisper pads every chunk to 30 s, so it prefers fewer, fuller chunks),
+    ``kept_pause_seconds``: how much of such a pause is sent, and ``max_chunk_seconds``: the longest chunk it is
+    best at, used unless CHUNK_MAX_SECS is set.
     """
     if settings.enable_vad and detector is None:
         detector = SpeechDetector()
-    gap = getattr(recognizer, "join_gap_seconds", None)
+    options = {
+        name: float(value)
+        for name in ("join_gap_seconds", "kept_pause_seconds")
+        if (value := getattr(recognizer, name, None)) is not None
+    }
     return ChunkPlanner(
         detector if settings.enable_vad else None,
         max_seconds=settings.chunk_max_secs or getattr(recognizer, "max_chunk_seconds", DEFAULT_MAX_CHUNK_SECONDS),
         overlap_seconds=settings.chunk_overlap_secs,
-        **({"join_gap_seconds": float(gap)} if gap is not None else {}),
+        **options,
     )
 
 

@@ -30,6 +30,9 @@ ProgressCallback = Callable[[float, str], None]
 # Shorter chunks are padded with silence: a single sample crashed the recogniser's feature extraction, and a
 # few ms made its per-feature variance a division by zero (NaN features). A quarter second is a short word.
 MIN_CHUNK_SAMPLES = SAMPLE_RATE // 4
+# Of a pause between speech spans sent in one chunk, this much is sent (on top of the VAD's padding on each side);
+# the rest is left out. Measured in docs/benchmarks.md ("speech sent") with the WER guard of docs/fidelity.md.
+KEPT_PAUSE_SECONDS = 0.0
 
 
 class ChunkPlanner:
@@ -42,11 +45,13 @@ class ChunkPlanner:
         max_seconds: float = 30.0,
         overlap_seconds: float = 2.0,
         join_gap_seconds: float = 1.0,
+        kept_pause_seconds: float = KEPT_PAUSE_SECONDS,
     ) -> None:
         self.detector = detector
         self.max_seconds = max_seconds
         self.overlap_seconds = overlap_seconds
         self.join_gap_seconds = join_gap_seconds
+        self.kept_pause_seconds = kept_pause_seconds
 
     def plan(self, audio: np.ndarray) -> list[Chunk]:
         # max and min rather than abs: no temporary copy of hours of samples.
@@ -55,7 +60,9 @@ class ChunkPlanner:
         if self.detector is None:
             return fixed_chunks(0, len(audio), SAMPLE_RATE, self.max_seconds, self.overlap_seconds)
         spans = self.detector.speech_spans(audio)
-        return speech_chunks(spans, SAMPLE_RATE, self.max_seconds, self.overlap_seconds, self.join_gap_seconds)
+        return speech_chunks(
+            spans, SAMPLE_RATE, self.max_seconds, self.overlap_seconds, self.join_gap_seconds, self.kept_pause_seconds
+        )
 
 
 class ChunkedEngine:
@@ -73,7 +80,7 @@ class ChunkedEngine:
     ) -> Transcript:
         chunks = self.planner.plan(audio)
         words = self._recognize(audio, chunks, language, progress)
-        sent = sum(c.end - c.start for c in chunks) / SAMPLE_RATE
+        sent = sum(c.samples for c in chunks) / SAMPLE_RATE
         log.debug(
             "%s: %d chunks, %.1f s of %.1f s sent to the model",
             self.model_id,
@@ -102,21 +109,19 @@ class ChunkedEngine:
     ) -> list[RecognizedWord]:
         words: list[RecognizedWord] = []
         # Progress in audio sent to the model, not in chunks: chunks range from a second to the bound.
-        total = sum(c.end - c.start for c in chunks)
+        total = sum(c.samples for c in chunks)
         done = 0
         text = ""
         for chunk in chunks:
-            offset = chunk.start / SAMPLE_RATE
-            piece = audio[chunk.start : chunk.end]
+            piece = chunk.audio(audio)
             if piece.size < MIN_CHUNK_SAMPLES:
                 piece = np.pad(piece, (0, MIN_CHUNK_SAMPLES - piece.size))
             chunk_words = self.recognizer.recognize(piece, language)
             for word in chunk_words:
-                word.start += offset
-                word.end += offset
+                word.start, word.end = chunk.word_to_original(word.start, word.end, SAMPLE_RATE)
             owned = list(words_owned(chunk_words, chunk))
             words.extend(owned)
-            done += chunk.end - chunk.start
+            done += chunk.samples
             if progress is not None:
                 text = join_words(text, owned)
                 progress(done / total, text)

@@ -1,0 +1,149 @@
+"""Batching and chunk length: what one encoder call should hold, measured on the model (timing: noisy machine).
+
+onnx-asr recognises a list of arrays as one batch (padded to the longest). Variants, interleaved round by round
+(A B C A B C ...) in one process so the machine's load hits them alike, median of the rounds:
+
+* **chunks of one job**: the 5-minute recording's chunks (our planner) one call each, against batches of 2, 4
+  and 8 chunks, in order and sorted by length (less padding);
+* **chunks of several queued jobs**: the first chunk of 8 voicemails, one call each, against one batch of 8;
+* **chunk length**: the same 120 s of speech cut in fixed chunks of 5, 10, 20 and 30 s, one call each:
+  encoder cost per audio second against the context each call gets;
+* **whole pipeline**: our engine (VAD, planner, recogniser) against onnx-asr's ``with_vad()`` with its defaults
+  (as the upstream server uses it), same model and ONNX Runtime, on the 5-minute recording.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnx_asr
+
+from bench.audio import SpeechBank, voicemail_durations, voicemail_mix
+from bench.common import Context, Result, Table, log
+from bench.machine import load_average
+from wazo_stt.audio import decode_audio
+from wazo_stt.engine.parakeet import PARAKEET_MODELS, ParakeetRecognizer, session_options
+from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
+from wazo_stt.engine.vad import SpeechDetector, packaged_silero_dir
+
+SR = 16_000
+
+
+def _batches(chunks: list[np.ndarray], size: int, by_length: bool) -> list[list[np.ndarray]]:
+    ordered = sorted(chunks, key=len) if by_length else chunks
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def _interleaved(variants: dict[str, Callable[[], None]], rounds: int) -> dict[str, dict[str, Any]]:
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    loads: list[float] = []
+    for r in range(rounds):
+        names = list(variants) if r % 2 == 0 else list(reversed(variants))  # A B C, C B A, ...
+        for name in names:
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+            loads.append(load_average()[0])
+    return {
+        name: {"median": statistics.median(t), "rounds": [round(x, 2) for x in t], "load": round(max(loads), 2)}
+        for name, t in times.items()
+    }
+
+
+def run(ctx: Context, result: Result) -> None:
+    rounds = 2 if ctx.quick else 3
+    bank = SpeechBank(ctx.cache)
+    model = onnx_asr.load_model(
+        PARAKEET_MODELS["parakeet-tdt-0.6b-v3"][0],
+        ctx.model,
+        quantization="int8",
+        sess_options=session_options(0),
+        providers=["CPUExecutionProvider"],
+    ).with_timestamps()
+    planner = ChunkPlanner(SpeechDetector(), max_seconds=20.0)
+    recording = decode_audio(bank.recording("scaling-300s", 300, "wav", seed=77).path.read_bytes()).samples
+    chunks = [c.audio(recording) for c in planner.plan(recording)]
+    voicemails = [
+        decode_audio(r.path.read_bytes()).samples for r in voicemail_mix(bank, voicemail_durations(8, seed=9), "batch")
+    ]
+    firsts = [planner.plan(v)[0].audio(v) for v in voicemails]
+    model.recognize(chunks[0], sample_rate=SR)  # warm-up
+
+    def one_by_one(items: list[np.ndarray]) -> Callable[[], None]:
+        return lambda: [model.recognize(x, sample_rate=SR) for x in items] and None
+
+    def batched(items: list[np.ndarray], size: int, by_length: bool) -> Callable[[], None]:
+        groups = _batches(items, size, by_length)
+        return lambda: [model.recognize(g, sample_rate=SR) for g in groups] and None
+
+    job_audio = sum(len(c) for c in chunks) / SR
+    log(f"batching: one job, {len(chunks)} chunks, {job_audio:.0f} s")
+    job = _interleaved(
+        {
+            "one call per chunk": one_by_one(chunks),
+            "batches of 2, sorted by length": batched(chunks, 2, True),
+            "batches of 4, sorted by length": batched(chunks, 4, True),
+            "batches of 8, sorted by length": batched(chunks, 8, True),
+        },
+        rounds,
+    )
+    jobs_audio = sum(len(c) for c in firsts) / SR
+    log(f"batching: first chunks of {len(firsts)} voicemails, {jobs_audio:.0f} s")
+    jobs = _interleaved(
+        {
+            "one call per job": one_by_one(firsts),
+            "one batch of 8 jobs": batched(firsts, 8, False),
+        },
+        rounds,
+    )
+    speech = np.concatenate(chunks)[: 120 * SR]
+    lengths = (5, 10, 20, 30)
+    log("batching: chunk length")
+    by_length = _interleaved(
+        {f"{n} s": one_by_one([speech[i : i + n * SR] for i in range(0, len(speech), n * SR)]) for n in lengths},
+        rounds,
+    )
+
+    log("batching: whole pipeline, ours against onnx-asr's with_vad() defaults")
+    engine = ChunkedEngine(ParakeetRecognizer(ctx.model), planner)
+    upstream = model.with_vad(onnx_asr.load_vad("silero", packaged_silero_dir()))
+    pipeline = _interleaved(
+        {
+            "onnx-asr with_vad() defaults": lambda: list(upstream.recognize(recording, sample_rate=SR)) and None,
+            "ours (ChunkedEngine as the server runs it)": lambda: engine.transcribe(recording, None) and None,
+        },
+        rounds,
+    )
+
+    def rows(measured: dict[str, dict[str, Any]], audio: float) -> list[list[Any]]:
+        base = next(iter(measured.values()))["median"]
+        return [
+            [
+                name,
+                round(m["median"], 2),
+                round(audio / m["median"], 1),
+                round(base / m["median"], 3),
+                ", ".join(map(str, m["rounds"])),
+                m["load"],
+            ]
+            for name, m in measured.items()
+        ]
+
+    columns = ["variant", "median s", "x real time", "speed vs first", "rounds s", "max load"]
+    result.tables += [
+        Table(
+            f"Chunks of one job ({len(chunks)} chunks, {job_audio:.0f} s, the 5-minute recording)",
+            columns,
+            rows(job, job_audio),
+        ),
+        Table(f"First chunk of {len(firsts)} queued voicemails ({jobs_audio:.0f} s)", columns, rows(jobs, jobs_audio)),
+        Table("Chunk length (120 s of speech, one call per chunk)", columns, rows(by_length, 120.0)),
+        Table("Whole pipeline on the 5-minute recording (VAD + recognition)", columns, rows(pipeline, 300.0)),
+    ]
+    result.description = __doc__.split("\n\n", 1)[1].strip()
+    result.settings = {"rounds": rounds}
+    result.data = {"job": job, "jobs": jobs, "chunk_length": by_length, "pipeline": pipeline}
