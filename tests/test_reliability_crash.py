@@ -15,7 +15,7 @@ import pytest
 from tests.support.jobs import TEXT, TRANSCRIPTIONS, journal_events, status, submit, voicemail, wait_until
 from tests.support.processes import db_rows, server_env, server_process
 
-MAX_ATTEMPTS = 3  # wazo_stt.jobs.store.MAX_ATTEMPTS
+MAX_ATTEMPTS = 3  # wazo_stt.jobs.leases.MAX_ATTEMPTS
 
 
 def test_kill_9_with_jobs_queued_and_processing_loses_nothing_and_repeats_nothing(tmp_path, tiny_model_dir):

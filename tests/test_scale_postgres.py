@@ -52,6 +52,26 @@ def cluster(tmp_path: Path, model_dir: Path, url: str, *, servers: int, workers:
             process.kill()
 
 
+@contextlib.contextmanager
+def one_job_started(
+    tmp_path: Path, model_dir: Path, url: str, journal: Path, *, delay: int
+) -> Iterator[tuple[httpx.Client, str, ServerProcess]]:
+    """One API server and two worker nodes, one 3 s job (each taking ``delay`` s) submitted and started: yields
+    the client, the job's id and the worker node holding its lease, for the lease tests to kill or pause."""
+    with cluster(
+        tmp_path, model_dir, url, servers=1, workers=2, wazo_test_journal=journal, wazo_test_delay=delay
+    ) as ([api], nodes):
+        api.start()
+        for node in nodes:
+            node.start()
+        with httpx.Client(base_url=api.url, timeout=30) as client:
+            job = submit(client, "m", 3.0)
+            wait_until(lambda: journal.exists() and "start 3.00" in journal.read_text(), what="job started")
+            holder_pid = int(journal.read_text().split()[0])
+            [holder] = [n for n in nodes if n.pid == holder_pid]
+            yield client, job, holder
+
+
 def position(client: httpx.Client, job_id: str) -> int | None:
     return client.get(f"{TRANSCRIPTIONS}/{job_id}").json()["queue_position"]
 
@@ -109,25 +129,15 @@ def test_three_servers_two_workers_do_every_job_exactly_once(tmp_path, tiny_mode
 
 def test_a_killed_workers_job_is_finished_by_another_within_the_lease(tmp_path, tiny_model_dir, database_url):
     journal = tmp_path / "journal.txt"
-    with cluster(
-        tmp_path, tiny_model_dir, database_url, servers=1, workers=2, wazo_test_journal=journal, wazo_test_delay=4
-    ) as ([api], nodes):
-        api.start()
-        for node in nodes:
-            node.start()
-        with httpx.Client(base_url=api.url, timeout=30) as client:
-            job = submit(client, "m", 3.0)
-            wait_until(lambda: journal.exists() and "start 3.00" in journal.read_text(), what="job started")
-            holder_pid = int(journal.read_text().split()[0])
-            [victim] = [n for n in nodes if n.pid == holder_pid]
-            killed_at = time.monotonic()
-            victim.kill()  # kill -9: no handler runs, the lease is simply no longer renewed
-            wait_until(lambda: client.get(f"{TRANSCRIPTIONS}/{job}").json()["status"] == "completed", timeout=30)
-            # Taken back when the lease expired (not at a restart: nothing was restarted), then 4 s of work.
-            assert time.monotonic() - killed_at < LEASE + 4 + 5
-            assert victim.process.poll() is not None
-            body = client.get(f"{TRANSCRIPTIONS}/{job}").json()
-            assert body["text"] == TEXT
+    with one_job_started(tmp_path, tiny_model_dir, database_url, journal, delay=4) as (client, job, victim):
+        killed_at = time.monotonic()
+        victim.kill()  # kill -9: no handler runs, the lease is simply no longer renewed
+        wait_until(lambda: client.get(f"{TRANSCRIPTIONS}/{job}").json()["status"] == "completed", timeout=30)
+        # Taken back when the lease expired (not at a restart: nothing was restarted), then 4 s of work.
+        assert time.monotonic() - killed_at < LEASE + 4 + 5
+        assert victim.process.poll() is not None
+        body = client.get(f"{TRANSCRIPTIONS}/{job}").json()
+        assert body["text"] == TEXT
     assert postgres.rows(database_url, "SELECT attempts FROM jobs") == [(2,)]
     assert journal_events(journal)["end 3.00"] == 1
 
@@ -167,26 +177,17 @@ def test_two_servers_started_at_once_on_a_fresh_database_migrate_once(tmp_path, 
 
 def test_a_worker_paused_past_its_lease_cannot_overwrite_the_takeover(tmp_path, tiny_model_dir, database_url):
     journal = tmp_path / "journal.txt"
-    with cluster(
-        tmp_path, tiny_model_dir, database_url, servers=1, workers=2, wazo_test_journal=journal, wazo_test_delay=3
-    ) as ([api], nodes):
-        api.start()
-        for node in nodes:
-            node.start()
-        with httpx.Client(base_url=api.url, timeout=30) as client:
-            job = submit(client, "m", 3.0)
-            wait_until(lambda: journal.exists() and "start 3.00" in journal.read_text(), what="job started")
-            paused = next(n for n in nodes if n.pid == int(journal.read_text().split()[0]))
-            os.kill(paused.pid, signal.SIGSTOP)
-            wait_until(lambda: client.get(f"{TRANSCRIPTIONS}/{job}").json()["status"] == "completed", timeout=30)
-            winner = postgres.rows(database_url, "SELECT finished_at, text, attempts FROM jobs")
-            os.kill(paused.pid, signal.SIGCONT)  # it wakes up believing the job is still its own
-            wait_until(lambda: "lease lost" in paused.log(), timeout=15, what="the paused worker noticed")
-            time.sleep(1)
-            assert postgres.rows(database_url, "SELECT finished_at, text, attempts FROM jobs") == winner
-            assert winner[0][2] == 2
-            assert paused.process.poll() is None  # alive, and taking jobs again
-            assert client.get(f"{TRANSCRIPTIONS}/{submit(client, 'next', 2.5)}").status_code == 200
+    with one_job_started(tmp_path, tiny_model_dir, database_url, journal, delay=3) as (client, job, paused):
+        os.kill(paused.pid, signal.SIGSTOP)
+        wait_until(lambda: client.get(f"{TRANSCRIPTIONS}/{job}").json()["status"] == "completed", timeout=30)
+        winner = postgres.rows(database_url, "SELECT finished_at, text, attempts FROM jobs")
+        os.kill(paused.pid, signal.SIGCONT)  # it wakes up believing the job is still its own
+        wait_until(lambda: "lease lost" in paused.log(), timeout=15, what="the paused worker noticed")
+        time.sleep(1)
+        assert postgres.rows(database_url, "SELECT finished_at, text, attempts FROM jobs") == winner
+        assert winner[0][2] == 2
+        assert paused.process.poll() is None  # alive, and taking jobs again
+        assert client.get(f"{TRANSCRIPTIONS}/{submit(client, 'next', 2.5)}").status_code == 200
 
 
 def _healthy(url: str) -> bool:

@@ -1,6 +1,6 @@
 """The dialect seam: engines, connections and errors for SQLite and PostgreSQL. Everything dialect-specific in the
 job store lives here (PRAGMAs, ``BEGIN IMMEDIATE``, advisory locks, ``NOTIFY``); the queue operations
-(``jobs/store.py``) are written once for both.
+(``jobs/store.py``, ``jobs/leases.py``) are written once for both.
 
 - SQLite (the embedded default, ``DB_PATH``): WAL, one writer connection whose every transaction opens with
   ``BEGIN IMMEDIATE`` (the write lock from the first statement, so the reads a write depends on see the state it
