@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bench.suites import (
     batching,
+    burst,
     hostile,
     latency,
     overhead,
@@ -25,5 +26,6 @@ BENCHMARKS = {
     "hostile": hostile.run,
     "speech": speech.run,
     "batching": batching.run,
+    "burst": burst.run,
     "whisper_short": whisper_short.run,
 }

@@ -1,0 +1,184 @@
+"""Burst against plain onnx-asr: 30 voicemails, our server against onnx-asr run sequentially in-process.
+
+Issue 18's goal: "burst of 30-50 voicemails: server drains at >= 1.5x the audio-seconds-per-second of plain
+onnx-asr run sequentially in-process on the same files, with the first result no later than today".
+
+* **onnx-asr sequential**: ``onnx_asr.load_model("nemo-parakeet-tdt-0.6b-v3", MODEL, quantization="int8")`` in
+  this process, then for each file in order: decode (PyAV, as the server does: onnx-asr reads only PCM WAV) and
+  ``recognize(samples, sample_rate=16000)`` on the whole file (no VAD). Model loading and one warm-up call are
+  outside the timed region; the first result is when the first file's text is back.
+* **server**: ``wazo-stt serve`` (bench/server.py) with ``WORKERS=N``, warmed up by one job, then all files
+  POSTed at once (asynchronous mode, one client thread each); /health is polled every 0.1 s: the first result is
+  the first poll that counts one more completed job, drained when every job is completed or failed.
+
+Variants are interleaved round by round (A B C, A B C ...) so the shared machine's load hits them alike; each
+row keeps its rounds, the load average around it and the highest 1-minute load seen while it ran.
+``BURST_ROUNDS`` (default 1) and ``BURST_WORKERS`` (default "1,2") change the rounds and the server variants.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import onnx_asr
+
+from bench.audio import Recording, SpeechBank, voicemail_durations, voicemail_mix
+from bench.common import Context, Goal, Result, Table, log
+from bench.machine import load_average
+from bench.server import serve
+from wazo_stt.audio import decode_audio
+
+COUNT = 30
+HEALTH_POLL = 0.1
+GOAL_RATIO = 1.5
+
+
+@contextmanager
+def _load_watch(every: float = 2.0) -> Iterator[dict[str, Any]]:
+    """The 1-minute load average at start, at end and at its highest while the block runs."""
+    record: dict[str, Any] = {"start": load_average(), "max": load_average()[0]}
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            record["max"] = max(record["max"], load_average()[0])
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield record
+    finally:
+        stop.set()
+        thread.join()
+        record["end"] = load_average()
+
+
+def _onnx_asr_sequential(model: Any, files: list[Recording]) -> dict[str, float]:
+    start = time.perf_counter()
+    first = None
+    for rec in files:
+        model.recognize(decode_audio(rec.path).samples, sample_rate=16000)
+        first = first if first is not None else time.perf_counter() - start
+    return {"drain_s": time.perf_counter() - start, "first_s": first or 0.0}
+
+
+def _server_burst(ctx: Context, workers: int, files: list[Recording], warm: Recording) -> dict[str, float]:
+    with serve(ctx.model, {"WORKERS": str(workers)}, warm_up=warm.path) as server:
+        done_before = _finished(server.client.get("/health").json())
+        stop = threading.Event()
+        seen: dict[str, float] = {}
+        start = time.perf_counter()
+
+        def watch() -> None:
+            while not stop.is_set():
+                finished = _finished(server.client.get("/health").json()) - done_before
+                now = time.perf_counter() - start
+                if finished >= 1 and "first_s" not in seen:
+                    seen["first_s"] = now
+                if finished >= len(files):
+                    seen["drain_s"] = now
+                    return
+                stop.wait(HEALTH_POLL)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        with ThreadPoolExecutor(len(files)) as pool:
+            jobs = list(pool.map(lambda f: server.submit(f.path)[0].json()["job_id"], files))
+        seen["accepted_s"] = time.perf_counter() - start
+        watcher.join()
+        statuses = [server.client.get(f"/v1/audio/transcriptions/{j}").json()["status"] for j in jobs]
+    seen["completed"] = statuses.count("completed")
+    return seen
+
+
+def _finished(health: dict[str, Any]) -> int:
+    return health["db_stats"]["completed"] + health["db_stats"]["failed"]
+
+
+def run(ctx: Context, result: Result) -> None:
+    count = 3 if ctx.quick else COUNT
+    rounds = int(os.environ.get("BURST_ROUNDS", "1"))
+    worker_counts = [int(n) for n in os.environ.get("BURST_WORKERS", "1,2").split(",") if n]
+    durations = voicemail_durations(count, seed=5, high=20.0 if ctx.quick else 120.0)
+    bank = SpeechBank(ctx.cache)
+    files = voicemail_mix(bank, durations, "burst")  # the first 30 of the throughput table's 50
+    (warm,) = voicemail_mix(bank, [10], "warm")
+    audio_total = sum(f.duration for f in files)
+    result.description = __doc__.split("\n\n", 1)[1].strip() + (
+        f"\n\n{count} voicemails ({min(durations):g}-{max(durations):g} s, {audio_total:.0f} s in all; WAV, "
+        f"u-law WAV and MP3), {rounds} round(s)."
+    )
+    log(f"burst: loading onnx-asr from {ctx.model}")
+    model = onnx_asr.load_model("nemo-parakeet-tdt-0.6b-v3", str(ctx.model), quantization="int8")
+    model.recognize(decode_audio(warm.path).samples, sample_rate=16000)
+
+    variants: dict[str, Callable[[], dict[str, float]]] = {
+        "onnx-asr sequential, in-process": lambda: _onnx_asr_sequential(model, files)
+    }
+    for n in worker_counts:
+        variants[f"server WORKERS={n}"] = lambda n=n: _server_burst(ctx, n, files, warm)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for r in range(rounds):
+        for name, body in variants.items():
+            log(f"burst round {r + 1}/{rounds}: {name}")
+            with _load_watch() as load:
+                measured = body()
+            measured["load"] = load
+            log(f"  drained in {measured['drain_s']:.1f} s, first result {measured['first_s']:.1f} s")
+            runs[name].append(measured)
+
+    base = statistics.median(m["drain_s"] for m in runs["onnx-asr sequential, in-process"])
+    base_first = statistics.median(m["first_s"] for m in runs["onnx-asr sequential, in-process"])
+    rows = []
+    for name, measured in runs.items():
+        drain = statistics.median(m["drain_s"] for m in measured)
+        first = statistics.median(m["first_s"] for m in measured)
+        rows.append(
+            [
+                name,
+                f"{measured[-1].get('completed', count)}/{count}",
+                round(drain, 1),
+                round(audio_total / drain, 2),
+                round(base / drain, 2),
+                round(first, 1),
+                ", ".join(f"{m['drain_s']:.1f}" for m in measured),
+                ", ".join(f"{m['load']['start'][0]:.1f}-{m['load']['max']:.1f}" for m in measured),
+            ]
+        )
+    result.tables.append(
+        Table(
+            f"{count} voicemails ({audio_total:.0f} s of audio), median of {rounds} round(s)",
+            [
+                "variant",
+                "completed",
+                "drained s",
+                "audio s / wall s",
+                "vs onnx-asr",
+                "first result s",
+                "rounds s",
+                "load 1-min (start-max)",
+            ],
+            rows,
+            note="first result: seconds from the start of the burst (onnx-asr: the first file's text back; server: "
+            "the first job seen completed by /health, polled every 0.1 s).",
+        )
+    )
+    best_name, best = max(((r[0], r[4]) for r in rows[1:]), key=lambda x: x[1], default=("", 0.0))
+    best_first = next((r[5] for r in rows if r[0] == best_name), float("nan"))
+    result.goals.append(
+        Goal(
+            "burst drain rate vs plain onnx-asr sequential",
+            f">= {GOAL_RATIO}x",
+            f"{best}x ({best_name}); first result {best_first} s (onnx-asr's first: {base_first:.1f} s)",
+            best >= GOAL_RATIO,
+        )
+    )
+    result.data = {"audio_seconds": audio_total, "runs": runs}
+    result.settings = {"count": count, "rounds": rounds, "durations": durations, "workers": worker_counts}
