@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+import wazo_stt.netguard.guard as guard_module
 from tests.support import postgres
 from tests.support.clock import FakeClock
 from tests.support.server import running_server, wait_ready
@@ -95,3 +97,18 @@ async def store(database_url, clock) -> AsyncIterator[JobStore]:
         await postgres.empty_tables(database_url)
     yield s
     await s.close()
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Host names → addresses for the network guard's resolver; a name missing from it fails like an unknown host
+    (tests of the guard and of URL fetches decide on addresses without any DNS or outbound packet)."""
+    table: dict[str, list[str]] = {}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return table[host]
+
+    monkeypatch.setattr(guard_module, "resolve", resolve)
+    return table

@@ -27,7 +27,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-import wazo_stt.netguard.guard as guard_module
 from wazo_stt.audio.fetch import UNREACHABLE_MESSAGE, FetchError, FetchPolicy, fetch_audio
 from wazo_stt.netguard import RedactingFilter, blocked_reason, install_log_redaction, redact_text, redact_url
 
@@ -304,20 +303,6 @@ def tls_server(tls_cert: tuple[Path, Path]) -> Iterator[LocalServer]:
 def _log_redaction() -> None:
     """What the server does at start-up (wazo_stt.logs.setup_logging): importing the code installs nothing."""
     install_log_redaction()
-
-
-@pytest.fixture
-def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Host names → addresses for ``_resolve``; a name missing from it fails like an unknown host."""
-    table: dict[str, list[str]] = {}
-
-    async def resolve(host: str, port: int) -> list[str]:
-        if host not in table:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return table[host]
-
-    monkeypatch.setattr(guard_module, "resolve", resolve)
-    return table
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ forms through the running server's ``url=`` field, with a patched resolver and n
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-import wazo_stt.netguard.guard as guard_module
 from tests.support.server import running_server, wait_ready
 from wazo_stt.config import Settings
 from wazo_stt.netguard import HostRefused, HostUnresolvable, NetworkGuard, blocked_reason
@@ -70,19 +68,6 @@ def test_blocked_addresses(address: str, why: str) -> None:
 @pytest.mark.parametrize("address", ALLOWED)
 def test_lan_loopback_and_public_addresses_are_allowed(address: str) -> None:
     assert blocked_reason(address) is None
-
-
-@pytest.fixture
-def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    table: dict[str, list[str]] = {}
-
-    async def resolve(host: str, port: int) -> list[str]:
-        if host not in table:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return table[host]
-
-    monkeypatch.setattr(guard_module, "resolve", resolve)
-    return table
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Workers: take the oldest queued job from the store, transcribe it off the event loop, store the result.
+"""Workers: take the next queued job from the store (in the fair order of jobs/fair_order.py), transcribe it off
+the event loop, store the result.
 
 Decoding and inference are CPU-bound and blocking, so they run in a thread; the event loop stays free and a
 status poll answers in milliseconds while an hour of audio is being transcribed.
