@@ -34,6 +34,9 @@ def tiny_settings(data_dir: Path, model_dir: Path) -> Settings:
         # The tiny model hears tone bursts, which Silero rightly calls non-speech: these tests cut fixed chunks.
         # The VAD path is tested with espeak-ng speech (tests/test_vad_*.py).
         enable_vad=False,
+        # These tests follow jobs through a queue (positions, a full queue, the job running when a server is
+        # killed): one at a time, as they were written. Two at once (WORKERS=auto) is tests/test_concurrency.py's.
+        workers=1,
     )
 
 

@@ -13,7 +13,8 @@ onnx-asr run sequentially in-process on the same files, with the first result no
 
 Variants are interleaved round by round (A B C, A B C ...) so the shared machine's load hits them alike; each
 row keeps its rounds, the load average around it and the highest 1-minute load seen while it ran.
-``BURST_ROUNDS`` (default 1) and ``BURST_WORKERS`` (default "1,2") change the rounds and the server variants.
+``BURST_ROUNDS`` (default 1) and ``BURST_WORKERS`` (default "auto,1": the default, then one job at a time) change
+the rounds and the server variants.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _onnx_asr_sequential(model: Any, files: list[Recording]) -> dict[str, float]
     return {"drain_s": time.perf_counter() - start, "first_s": first or 0.0}
 
 
-def _server_burst(ctx: Context, workers: int, files: list[Recording], warm: Recording) -> dict[str, float]:
+def _server_burst(ctx: Context, workers: str, files: list[Recording], warm: Recording) -> dict[str, float]:
     with serve(ctx.model, {"WORKERS": str(workers)}, warm_up=warm.path) as server:
         done_before = _finished(server.client.get("/health").json())
         stop = threading.Event()
@@ -105,7 +106,7 @@ def _finished(health: dict[str, Any]) -> int:
 def run(ctx: Context, result: Result) -> None:
     count = 3 if ctx.quick else COUNT
     rounds = int(os.environ.get("BURST_ROUNDS", "1"))
-    worker_counts = [int(n) for n in os.environ.get("BURST_WORKERS", "1,2").split(",") if n]
+    worker_counts = [n.strip() for n in os.environ.get("BURST_WORKERS", "auto,1").split(",") if n.strip()]
     durations = voicemail_durations(count, seed=5, high=20.0 if ctx.quick else 120.0)
     bank = SpeechBank(ctx.cache)
     files = voicemail_mix(bank, durations, "burst")  # the first 30 of the throughput table's 50
@@ -123,7 +124,8 @@ def run(ctx: Context, result: Result) -> None:
         "onnx-asr sequential, in-process": lambda: _onnx_asr_sequential(model, files)
     }
     for n in worker_counts:
-        variants[f"server WORKERS={n}"] = lambda n=n: _server_burst(ctx, n, files, warm)
+        label = f"server WORKERS={n}" + (" (default)" if n == "auto" else "")
+        variants[label] = lambda n=n: _server_burst(ctx, n, files, warm)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for r in range(rounds):
         for name, body in variants.items():

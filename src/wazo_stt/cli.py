@@ -37,10 +37,11 @@ def _worker(args: argparse.Namespace) -> int:
 def _run_server(args: argparse.Namespace, *, api: bool) -> int:
     from wazo_stt.api.serve import serve
     from wazo_stt.auth import ApiKeyError
+    from wazo_stt.jobs.concurrency import worker_count
     from wazo_stt.logs import setup_logging
 
     settings = _settings(**({} if args.workers is None else {"workers": args.workers}))
-    if not api and settings.workers < 1:
+    if not api and worker_count(settings.workers) < 1:
         _error("a worker needs WORKERS (or --workers) of 1 or more")
         return 2
     setup_logging(settings)
@@ -251,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="bind address (default: HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (default: PORT or 8000)")
     serve.add_argument(
-        "--workers", type=int, help="jobs transcribed at once in this process (default: WORKERS or 1; 0: API only)"
+        "--workers", help="jobs transcribed at once in this process (default: WORKERS or auto; 0: API only)"
     )
     serve.set_defaults(handler=_serve)
 
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--host", help="bind address of the health port (default: HOST or 0.0.0.0)")
     worker.add_argument("--port", type=int, help="health port (default: PORT or 8000)")
-    worker.add_argument("--workers", type=int, help="jobs transcribed at once (default: WORKERS or 1)")
+    worker.add_argument("--workers", help="jobs transcribed at once (default: WORKERS or auto)")
     worker.set_defaults(handler=_worker)
 
     download = commands.add_parser(

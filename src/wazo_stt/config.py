@@ -45,7 +45,9 @@ class Settings(BaseSettings):
         "servers and workers on one queue (docs/scaling.md); empty: SQLite at DB_PATH",
     )
     lease_secs: float = Field(
-        60, ge=1, description="A running job's lease: if its worker stops renewing it (killed, lost), another "
+        60,
+        ge=1,
+        description="A running job's lease: if its worker stops renewing it (killed, lost), another "
         "worker takes the job back this long after the last renewal",
     )
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
@@ -60,11 +62,15 @@ class Settings(BaseSettings):
 
     max_queue_size: int = Field(100, ge=1)
     max_queue_audio_secs: float = Field(
-        36000, gt=0, description="Audio seconds waiting in the queue at most (all tenants); more gets a 429 "
+        36000,
+        gt=0,
+        description="Audio seconds waiting in the queue at most (all tenants); more gets a 429 "
         "(a file alone in an empty queue is always accepted)",
     )
     rate_limit_per_minute: float = Field(
-        0, ge=0, description="Submissions per minute per API key's tenant (per server process; bursts up to one "
+        0,
+        ge=0,
+        description="Submissions per minute per API key's tenant (per server process; bursts up to one "
         "minute's worth); 0: no limit",
     )
     max_upload_mb: float = Field(100, gt=0)
@@ -93,8 +99,12 @@ class Settings(BaseSettings):
     )
     chunk_overlap_secs: float = Field(2.0, ge=0, le=10, description="Overlap where a chunk must cut speech")
 
-    workers: int = Field(
-        1, ge=0, description="Jobs transcribed at once in this process (0: API only); ONNX Runtime uses every core"
+    workers: int | Literal["auto"] = Field(
+        "auto",
+        description="Jobs transcribed at once in this process (auto: 2 on 2 cores or more, else 1; 0: API only)",
+    )
+    job_memory_mb: float = Field(
+        512, ge=0, description="A job starts alongside a running one only while this much memory is free (0: always)"
     )
     intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per inference (0: one per core)")
     sync_timeout_secs: float = Field(3600, gt=0, description="How long a synchronous request waits for its job")
@@ -132,6 +142,7 @@ class Settings(BaseSettings):
         if value not in PARAKEET_MODELS:  # the catalogue is the one list of exports
             raise ValueError(f"unknown Parakeet export {value!r}; choose one of {', '.join(PARAKEET_MODELS)}")
         return value
+
     webhook_url: str = Field("", description="Callback URL of every job's webhook unless the job gives callback_url")
     webhook_secret: SecretStr = Field(
         SecretStr(""), description="whsec_<base64> key that signs webhooks (Standard Webhooks); needed for webhooks"
@@ -147,6 +158,17 @@ class Settings(BaseSettings):
         if self.webhook_url.strip() and not self.webhook_secret.get_secret_value().strip():
             raise ValueError("WEBHOOK_URL needs WEBHOOK_SECRET (whsec_<base64>) to sign the webhooks")
         return self
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _jobs_or_auto(cls, value: object) -> object:
+        # One clear message instead of pydantic's two (one per member of the union).
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit():
+            raise ValueError(f"expected a number of jobs (0 or more) or 'auto', got {value!r}")
+        return int(text)
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -109,6 +109,7 @@ def server_env(model_dir: Path, db_path: Path, **extra: str | float | int) -> di
         "ENABLE_VAD": "false",  # the tiny model hears tone bursts, which Silero rightly calls non-speech
         # A killed worker's job is taken back when its lease expires: short, so the tests need not wait long.
         "LEASE_SECS": "2",
+        "WORKERS": "1",  # one job at a time unless a test asks for more (see tests/conftest.py's tiny_settings)
     }
     env.update({key.upper(): str(value) for key, value in extra.items()})
     return env

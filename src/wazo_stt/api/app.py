@@ -28,6 +28,7 @@ from wazo_stt.config import Settings
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.loader import load_engines
 from wazo_stt.engine.registry import EngineRegistry
+from wazo_stt.jobs.concurrency import MemoryGate, worker_count
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
@@ -69,7 +70,13 @@ def create_app(
             lease_seconds=settings.lease_secs,
         )
         metrics = Metrics()
-        workers = WorkerPool(store, lambda: state.registry, workers=settings.workers, metrics=metrics)
+        workers = WorkerPool(
+            store,
+            lambda: state.registry,
+            workers=worker_count(settings.workers),
+            metrics=metrics,
+            memory_gate=MemoryGate(settings.job_memory_mb),
+        )
         state = ServerState(
             settings=settings,
             store=store,
@@ -195,5 +202,10 @@ async def _load(state: ServerState, engine_loader: EngineLoader) -> None:
         state.load_error = f"{type(exc).__name__}: {exc}"
         log.exception("Could not load the model")
         return
-    log.info("Ready: serving %s", ", ".join(state.registry.model_ids()))
+    log.info(
+        "Ready: serving %s; up to %d job(s) at once (WORKERS=%s)",
+        ", ".join(state.registry.model_ids()),
+        state.workers.size,
+        state.settings.workers,
+    )
     state.workers.notify()

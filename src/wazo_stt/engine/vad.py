@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx_asr
+import onnxruntime as ort
 
 from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
@@ -57,7 +58,7 @@ class SpeechDetector:
         min_speech_ms: float = 150.0,
         pad_ms: float = 100.0,
     ) -> None:
-        self._vad = onnx_asr.load_vad("silero", model_dir or packaged_silero_dir())
+        self._vad = onnx_asr.load_vad("silero", model_dir or packaged_silero_dir(), sess_options=_one_thread())
         self._options = {
             "threshold": threshold,
             "min_silence_duration_ms": min_silence_ms,
@@ -86,6 +87,18 @@ class SpeechDetector:
             audio[None, :], np.array([len(audio)], dtype=np.int64), SAMPLE_RATE, **self._options
         )
         return [(int(start), min(int(end), size)) for start, end in spans if start < size]
+
+
+def _one_thread() -> ort.SessionOptions:
+    """Silero runs one 32 ms window per call, far too little work to share between threads: with ONNX
+    Runtime's defaults (a thread per core, spinning between calls) it took the same wall time as one thread but
+    1.6-2x the CPU (3.2-4.0 s against 2.0 s for 30 voicemails, same spans; docs/benchmarks.md, "VAD threads"),
+    CPU that a job transcribed alongside was waiting for."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def audible_regions(audio: np.ndarray) -> list[tuple[int, int]]:

@@ -30,6 +30,7 @@ from typing import TypeVar
 from wazo_stt.audio import AudioError, decode_audio
 from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.engine.registry import EngineRegistry, UnknownModelError
+from wazo_stt.jobs.concurrency import MemoryGate
 from wazo_stt.jobs.records import Job, StoreUnavailableError
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.logs import job_id_var
@@ -67,8 +68,10 @@ class WorkerPool:
         poll_seconds: float = 1.0,
         retry_seconds: float = RETRY_FIRST_SECONDS,
         metrics: Metrics | None = None,
+        memory_gate: MemoryGate | None = None,
     ) -> None:
         self._store = store
+        self._memory_gate = memory_gate
         self._metrics = metrics or Metrics()
         self._registry = registry
         self._workers = workers
@@ -80,11 +83,17 @@ class WorkerPool:
         self._stopping = False
         self._stop_task: asyncio.Task[None] | None = None
         self.busy = 0  # jobs being transcribed right now
+        self._taking = 0  # workers asking the store for a job right now (each may come back with one)
         # Names the lease holder in the database: which machine, which process, which pool.
         self.worker_id = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         # Job id -> (fraction of its speech recognised, text so far) while it runs here: set by the transcription
         # thread, written to the database with the lease's renewal (throttled).
         self._progress: dict[str, tuple[float, str | None]] = {}
+
+    @property
+    def size(self) -> int:
+        """How many jobs this process may transcribe at once (the memory gate may run fewer)."""
+        return self._workers
 
     @property
     def stopping(self) -> bool:
@@ -169,14 +178,21 @@ class WorkerPool:
             # Clear before looking, so a job queued while we look still wakes us.
             self._wakeup.clear()
             registry = self._registry()
-            if registry is None:
+            if registry is None or not self._may_take_another():
                 await self._idle(self._poll_seconds)
                 continue
+            self._taking += 1
             try:
                 job = await self._store.claim_next(worker_id)
             except StoreUnavailableError as exc:
+                job, unavailable = None, exc
+            else:
+                unavailable = None
+            finally:  # no await between here and `busy += 1`: the count never misses a job being taken
+                self._taking -= 1
+            if unavailable is not None:
                 failures += 1
-                log.error("Cannot take the next job from the database (%s); retrying", exc)
+                log.error("Cannot take the next job from the database (%s); retrying", unavailable)
                 await self._idle(self._backoff(failures))
                 continue
             failures = 0
@@ -200,6 +216,12 @@ class WorkerPool:
                 job_id_var.reset(job_token)
                 self.busy -= 1
                 self._progress.pop(job.id, None)
+
+    def _may_take_another(self) -> bool:
+        """A job alongside the ones running (or being taken) here only while the memory gate allows it."""
+        if not (self.busy or self._taking) or self._memory_gate is None:
+            return True
+        return self._memory_gate.allows_another()
 
     async def _process(self, job: Job, registry: EngineRegistry, worker_id: str) -> None:
         audio = await self._retrying(lambda: self._store.audio(job.id), f"read the audio of job {job.id}")
