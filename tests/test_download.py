@@ -24,7 +24,8 @@ from tests.support.fake_hub import COMMIT, FakeHub, fake_hub, git_blob_sha1
 from wazo_stt.cli import build_parser, main
 from wazo_stt.config import Settings
 from wazo_stt.models.catalog import PARAKEET_MODELS
-from wazo_stt.models.download import STATE_DIR, RemoteFile, wanted_files
+from wazo_stt.models.download import STATE_DIR, wanted_files
+from wazo_stt.models.hub import RemoteFile
 
 REPO = "istupakov/parakeet-tdt-0.6b-v3-onnx"
 ENCODER = "encoder-model.int8.onnx"
