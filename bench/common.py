@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,21 @@ def mb(n_bytes: float) -> float:
 def log(message: str) -> None:
     """Progress on stderr, so stdout carries only the tables."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def interleaved(variants: dict[str, Callable[[], None]], rounds: int) -> dict[str, dict[str, Any]]:
+    """Time each variant once per round, in the order A B C then C B A, so a shared machine's load (which drifts)
+    hits them alike; the median of the rounds, every round, and the highest 1-minute load seen."""
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    loads: list[float] = []
+    for r in range(rounds):
+        names = list(variants) if r % 2 == 0 else list(reversed(variants))  # A B C, C B A, ...
+        for name in names:
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append(time.perf_counter() - start)
+            loads.append(load_average()[0])
+    return {
+        name: {"median": statistics.median(t), "rounds": [round(x, 2) for x in t], "load": round(max(loads), 2)}
+        for name, t in times.items()
+    }

@@ -222,3 +222,18 @@ def test_server_default_path_uses_vad(settings):
     cats = [w.start for w in result.words if w.word.startswith("cat")]
     assert cats == pytest.approx([1.5, second + 1.0], abs=FRAME_SECONDS + 0.05)
     assert result.duration == pytest.approx(len(audio) / SR, abs=0.01)
+
+
+def test_vad_pad_ms_sets_the_silence_sent_around_speech(settings):
+    """VAD_PAD_MS reaches the detector the server builds: speech starts earlier by the padding."""
+    from wazo_stt.engine.loader import load_engines
+
+    audio = np.concatenate([np.zeros(2 * SR), spoken(MESSAGE), np.zeros(2 * SR)]).astype(np.float32)
+    settings.enable_vad = True
+    bounds = {}
+    for pad_ms in (0, 300):
+        settings.vad_pad_ms = pad_ms
+        (engine,) = load_engines(settings).engines
+        spans = engine.planner.detector.speech_spans(audio)
+        bounds[pad_ms] = spans[0][0]
+    assert bounds[0] - bounds[300] == pytest.approx(0.3 * SR, abs=0.01 * SR)

@@ -8,6 +8,7 @@ from bench.suites import (
     hostile,
     latency,
     overhead,
+    pipeline,
     responsiveness,
     scaling,
     speech,
@@ -26,6 +27,7 @@ BENCHMARKS = {
     "hostile": hostile.run,
     "speech": speech.run,
     "batching": batching.run,
+    "pipeline": pipeline.run,
     "burst": burst.run,
     "whisper_short": whisper_short.run,
 }

@@ -7,15 +7,13 @@ onnx-asr recognises a list of arrays as one batch (padded to the longest). Varia
   and 8 chunks, in order and sorted by length (less padding);
 * **chunks of several queued jobs**: the first chunk of 8 voicemails, one call each, against one batch of 8;
 * **chunk length**: the same 120 s of speech cut in fixed chunks of 5, 10, 20 and 30 s, one call each:
-  encoder cost per audio second against the context each call gets;
-* **whole pipeline**: our engine (VAD, planner, recogniser) against onnx-asr's ``with_vad()`` with its defaults
-  (as the upstream server uses it), same model and ONNX Runtime, on the 5-minute recording.
+  encoder cost per audio second against the context each call gets.
+
+The whole pipeline against onnx-asr's ``with_vad()`` is the ``pipeline`` suite.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,12 +21,11 @@ import numpy as np
 import onnx_asr
 
 from bench.audio import SpeechBank, voicemail_durations, voicemail_mix
-from bench.common import Context, Result, Table, log
-from bench.machine import load_average
+from bench.common import Context, Result, Table, interleaved, log
 from wazo_stt.audio import decode_audio
-from wazo_stt.engine.parakeet import PARAKEET_MODELS, ParakeetRecognizer, session_options
-from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
-from wazo_stt.engine.vad import SpeechDetector, packaged_silero_dir
+from wazo_stt.engine.parakeet import PARAKEET_MODELS, session_options
+from wazo_stt.engine.pipeline import ChunkPlanner
+from wazo_stt.engine.vad import SpeechDetector
 
 SR = 16_000
 
@@ -36,22 +33,6 @@ SR = 16_000
 def _batches(chunks: list[np.ndarray], size: int, by_length: bool) -> list[list[np.ndarray]]:
     ordered = sorted(chunks, key=len) if by_length else chunks
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
-
-
-def _interleaved(variants: dict[str, Callable[[], None]], rounds: int) -> dict[str, dict[str, Any]]:
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    loads: list[float] = []
-    for r in range(rounds):
-        names = list(variants) if r % 2 == 0 else list(reversed(variants))  # A B C, C B A, ...
-        for name in names:
-            start = time.perf_counter()
-            variants[name]()
-            times[name].append(time.perf_counter() - start)
-            loads.append(load_average()[0])
-    return {
-        name: {"median": statistics.median(t), "rounds": [round(x, 2) for x in t], "load": round(max(loads), 2)}
-        for name, t in times.items()
-    }
 
 
 def run(ctx: Context, result: Result) -> None:
@@ -82,7 +63,7 @@ def run(ctx: Context, result: Result) -> None:
 
     job_audio = sum(len(c) for c in chunks) / SR
     log(f"batching: one job, {len(chunks)} chunks, {job_audio:.0f} s")
-    job = _interleaved(
+    job = interleaved(
         {
             "one call per chunk": one_by_one(chunks),
             "batches of 2, sorted by length": batched(chunks, 2, True),
@@ -93,7 +74,7 @@ def run(ctx: Context, result: Result) -> None:
     )
     jobs_audio = sum(len(c) for c in firsts) / SR
     log(f"batching: first chunks of {len(firsts)} voicemails, {jobs_audio:.0f} s")
-    jobs = _interleaved(
+    jobs = interleaved(
         {
             "one call per job": one_by_one(firsts),
             "one batch of 8 jobs": batched(firsts, 8, False),
@@ -103,19 +84,8 @@ def run(ctx: Context, result: Result) -> None:
     speech = np.concatenate(chunks)[: 120 * SR]
     lengths = (5, 10, 20, 30)
     log("batching: chunk length")
-    by_length = _interleaved(
+    by_length = interleaved(
         {f"{n} s": one_by_one([speech[i : i + n * SR] for i in range(0, len(speech), n * SR)]) for n in lengths},
-        rounds,
-    )
-
-    log("batching: whole pipeline, ours against onnx-asr's with_vad() defaults")
-    engine = ChunkedEngine(ParakeetRecognizer(ctx.model), planner)
-    upstream = model.with_vad(onnx_asr.load_vad("silero", packaged_silero_dir()))
-    pipeline = _interleaved(
-        {
-            "onnx-asr with_vad() defaults": lambda: list(upstream.recognize(recording, sample_rate=SR)) and None,
-            "ours (ChunkedEngine as the server runs it)": lambda: engine.transcribe(recording, None) and None,
-        },
         rounds,
     )
 
@@ -142,8 +112,7 @@ def run(ctx: Context, result: Result) -> None:
         ),
         Table(f"First chunk of {len(firsts)} queued voicemails ({jobs_audio:.0f} s)", columns, rows(jobs, jobs_audio)),
         Table("Chunk length (120 s of speech, one call per chunk)", columns, rows(by_length, 120.0)),
-        Table("Whole pipeline on the 5-minute recording (VAD + recognition)", columns, rows(pipeline, 300.0)),
     ]
     result.description = __doc__.split("\n\n", 1)[1].strip()
     result.settings = {"rounds": rounds}
-    result.data = {"job": job, "jobs": jobs, "chunk_length": by_length, "pipeline": pipeline}
+    result.data = {"job": job, "jobs": jobs, "chunk_length": by_length}

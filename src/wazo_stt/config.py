@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     text_retention_days: int = Field(365, ge=0, description="0 keeps transcripts forever")
 
     enable_vad: bool = Field(True, description="Silero VAD: skip silence and cut chunks in pauses")
+    vad_pad_ms: float = Field(
+        100, ge=0, le=1000, description="Silence kept before and after each stretch of speech the VAD finds"
+    )
     chunk_max_secs: float | None = Field(
         None, ge=5, le=300, description="Longest chunk sent to the model at once (default: 20 s Parakeet, 30 s Whisper)"
     )

@@ -52,7 +52,7 @@ def chunk_planner(
     best at, used unless CHUNK_MAX_SECS is set.
     """
     if settings.enable_vad and detector is None:
-        detector = SpeechDetector()
+        detector = SpeechDetector(pad_ms=settings.vad_pad_ms)
     options = {
         name: float(value)
         for name in ("join_gap_seconds", "kept_pause_seconds")
@@ -162,7 +162,9 @@ def load_engines(settings: Settings) -> EngineRegistry:
             log.error("%s engine not loaded (serving %s only): %s", family, ", ".join(loaded), why)
 
     default_id = _default_model_id(settings.default_model.strip(), loaded, failures, fallback is not None)
-    detector = SpeechDetector() if settings.enable_vad else None  # one VAD model for every engine
+    detector = (
+        SpeechDetector(pad_ms=settings.vad_pad_ms) if settings.enable_vad else None
+    )  # one VAD model for every engine
     engines = [ChunkedEngine(r, chunk_planner(settings, detector, r)) for r in loaded.values()]
     not_loaded = {f: why for f, why in failures.items() if f != "embedded"}
     return EngineRegistry(engines, default_id=default_id, not_loaded=not_loaded, fallback=fallback)
