@@ -10,10 +10,12 @@ from bench.suites import (
     overhead,
     pipeline,
     responsiveness,
+    runtimes,
     scaling,
     speech,
     throughput,
     tuning,
+    whisper_servers,
     whisper_short,
 )
 
@@ -24,10 +26,12 @@ BENCHMARKS = {
     "throughput": throughput.run,
     "scaling": scaling.run,
     "tuning": tuning.run,
+    "runtimes": runtimes.run,
     "hostile": hostile.run,
     "speech": speech.run,
     "batching": batching.run,
     "pipeline": pipeline.run,
     "burst": burst.run,
     "whisper_short": whisper_short.run,
+    "whisper_servers": whisper_servers.run,
 }

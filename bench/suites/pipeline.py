@@ -33,7 +33,7 @@ def run(ctx: Context, result: Result) -> None:
     lengths = (300,) if ctx.quick else LENGTHS
     bank = SpeechBank(ctx.cache)
     model = onnx_asr.load_model(
-        PARAKEET_MODELS["parakeet-tdt-0.6b-v3"][0],
+        PARAKEET_MODELS["parakeet-tdt-0.6b-v3"].onnx_asr_name,
         ctx.model,
         quantization="int8",
         sess_options=session_options(0),

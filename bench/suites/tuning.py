@@ -72,8 +72,8 @@ def _configs(ctx: Context) -> list[Config]:
         )
     if ctx.runtime_pythons:  # the same default options on other builds, against this environment's build
         group = "ONNX Runtime build, CPU EP"
-        configs.append(Config(f"{_runtime_version(ctx.python)} (this environment)", _ours(), group=group))
-        configs += [Config(_runtime_version(py), _ours(), python=py, group=group) for py in ctx.runtime_pythons]
+        configs.append(Config(f"{runtime_version(ctx.python)} (this environment)", _ours(), group=group))
+        configs += [Config(runtime_version(py), _ours(), python=py, group=group) for py in ctx.runtime_pythons]
     if ctx.openvino_python:
         configs.append(
             Config(
@@ -120,7 +120,7 @@ def _configs(ctx: Context) -> list[Config]:
     return configs
 
 
-def _runtime_version(python: str) -> str:
+def runtime_version(python: str) -> str:
     """Which ONNX Runtime package and version a Python has, for the row's label."""
     code = (
         "import importlib.metadata as m\n"
