@@ -7,6 +7,8 @@ The pool runs on a real store (SQLite, then PostgreSQL) and the real tiny engine
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 
 import pytest
@@ -18,7 +20,7 @@ from wazo_stt.domain import JobStatus
 from wazo_stt.engine.loader import load_engines
 from wazo_stt.jobs.concurrency import MemoryGate, worker_count
 from wazo_stt.jobs.records import NewJob
-from wazo_stt.jobs.worker import WorkerPool
+from wazo_stt.jobs.worker import TRANSCRIPTION_NICENESS, WorkerPool
 
 
 @pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 2), (16, 2)])
@@ -75,8 +77,7 @@ class _Inside:
 
 async def _three_jobs(store, registry) -> list[str]:
     return [
-        (await store.submit(NewJob(voicemail(2.0 + i), 2.0 + i, registry.default_id, "json"))).job.id
-        for i in range(3)
+        (await store.submit(NewJob(voicemail(2.0 + i), 2.0 + i, registry.default_id, "json"))).job.id for i in range(3)
     ]
 
 
@@ -164,3 +165,27 @@ def test_silero_runs_on_one_thread():
 
     options = SpeechDetector()._vad._model.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a niceness per thread is Linux's")
+async def test_transcription_threads_run_nicer_than_the_event_loop(store, settings):
+    """Status polls stay fast under load because the event loop's thread outranks the transcription threads."""
+    registry = await asyncio.to_thread(load_engines, settings)
+    seen: list[int] = []
+    for engine in registry.engines:
+        real = engine.transcribe
+
+        def spy(audio, language, progress=None, real=real):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return real(audio, language)
+
+        engine.transcribe = spy  # type: ignore[method-assign]
+    job = (await store.submit(NewJob(voicemail(2.0), 2.0, registry.default_id, "json"))).job
+    pool = WorkerPool(store, lambda: registry, workers=1, poll_seconds=0.05)
+    pool.start()
+    try:
+        finished = await pool.wait_finished(job.id, timeout=30)
+    finally:
+        await pool.stop(grace_seconds=5)
+    assert finished.status is JobStatus.COMPLETED
+    assert seen == [min(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + TRANSCRIPTION_NICENESS, 19)]

@@ -21,6 +21,7 @@ import contextvars
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -47,6 +48,10 @@ RETRY_MAX_SECONDS = 30.0
 ABANDON_SECONDS = 10.0
 # Progress is written (with the lease's renewal) at most this often.
 PROGRESS_WRITE_SECONDS = 1.0
+# How much nicer than the process a transcription thread runs (Linux: niceness is per thread). Under load the event
+# loop then gets a core as soon as a request arrives: with two jobs at once on 2 vCPUs, status polls answered in
+# 10 ms at the median and 33 ms at p99 instead of 23 and 52 ms, the jobs as fast (docs/benchmarks.md).
+TRANSCRIPTION_NICENESS = 10
 
 
 class _Abandoned(Exception):
@@ -351,6 +356,7 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
             future.set_result(result)  # type: ignore[arg-type]
 
     def target() -> None:
+        _lower_priority()
         try:
             result, error = context.run(function, *args), None
         except Exception as exc:
@@ -362,6 +368,16 @@ def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Futu
 
     threading.Thread(target=target, name="wazo-stt-transcribe", daemon=True).start()
     return future
+
+
+def _lower_priority() -> None:
+    """Make the calling thread (only) yield its core to the HTTP event loop: Linux has a niceness per thread.
+    Elsewhere ``setpriority`` on a thread id would renice the whole process, or fail: nothing is done there."""
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            thread = threading.get_native_id()
+            niceness = os.getpriority(os.PRIO_PROCESS, thread) + TRANSCRIPTION_NICENESS
+            os.setpriority(os.PRIO_PROCESS, thread, min(niceness, 19))
 
 
 def _transcribe(
