@@ -18,9 +18,10 @@ from wazo_stt import host
 from wazo_stt.config import Settings
 from wazo_stt.domain import JobStatus
 from wazo_stt.engine.loader import load_engines
+from wazo_stt.jobs.background import BACKGROUND_NICENESS
 from wazo_stt.jobs.concurrency import MemoryGate, worker_count
 from wazo_stt.jobs.records import NewJob
-from wazo_stt.jobs.worker import TRANSCRIPTION_NICENESS, WorkerPool
+from wazo_stt.jobs.worker import WorkerPool
 
 
 @pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 2), (16, 2)])
@@ -188,4 +189,4 @@ async def test_transcription_threads_run_nicer_than_the_event_loop(store, settin
     finally:
         await pool.stop(grace_seconds=5)
     assert finished.status is JobStatus.COMPLETED
-    assert seen == [min(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + TRANSCRIPTION_NICENESS, 19)]
+    assert seen == [min(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) + BACKGROUND_NICENESS, 19)]

@@ -28,6 +28,7 @@ from wazo_stt.config import Settings
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.loader import load_engines
 from wazo_stt.engine.registry import EngineRegistry
+from wazo_stt.jobs.background import in_background_thread
 from wazo_stt.jobs.concurrency import MemoryGate, worker_count
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
@@ -193,7 +194,7 @@ def _warn_if_open(settings: Settings, keyring: KeyRing) -> None:
 async def _load(state: ServerState, engine_loader: EngineLoader) -> None:
     """Load the models off the event loop, so /health can say "loading" meanwhile."""
     try:
-        state.registry = await asyncio.to_thread(engine_loader, state.settings)
+        state.registry = await in_background_thread(engine_loader, state.settings, name="wazo-stt-load")
     except ModelLoadError as exc:
         state.load_error = str(exc)
         log.error("%s", exc)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from wazo_stt.api.state import ServerState
 from wazo_stt.config import Settings
 from wazo_stt.engine.registry import EngineRegistry
+from wazo_stt.jobs.background import in_background_thread
 from wazo_stt.models.catalog import missing_files
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ async def reload_when_model_arrives(state: ServerState, engine_loader: Callable[
             continue
         log.info("Parakeet's files appeared in %s: loading them", settings.model_path)
         try:
-            new = await asyncio.to_thread(engine_loader, settings)
+            new = await in_background_thread(engine_loader, settings, name="wazo-stt-load")
         except Exception as exc:
             log.warning("Could not load the new model yet (%s); retrying in %.0f s", exc, interval)
             continue

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 import os
 import socket
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +28,7 @@ from typing import TypeVar
 from wazo_stt.audio import AudioError, decode_audio
 from wazo_stt.domain import JobStatus, Transcript
 from wazo_stt.engine.registry import EngineRegistry, UnknownModelError
+from wazo_stt.jobs.background import in_background_thread
 from wazo_stt.jobs.concurrency import MemoryGate
 from wazo_stt.jobs.records import Job, StoreUnavailableError
 from wazo_stt.jobs.store import JobStore
@@ -48,10 +46,6 @@ RETRY_MAX_SECONDS = 30.0
 ABANDON_SECONDS = 10.0
 # Progress is written (with the lease's renewal) at most this often.
 PROGRESS_WRITE_SECONDS = 1.0
-# How much nicer than the process a transcription thread runs (Linux: niceness is per thread). Under load the event
-# loop then gets a core as soon as a request arrives: with two jobs at once on 2 vCPUs, status polls answered in
-# 10 ms at the median and 33 ms at p99 instead of 23 and 52 ms, the jobs as fast (docs/benchmarks.md).
-TRANSCRIPTION_NICENESS = 10
 
 
 class _Abandoned(Exception):
@@ -239,7 +233,7 @@ class WorkerPool:
             return
         self._progress[job.id] = (0.0, None)
         started = time.monotonic()
-        work = _in_daemon_thread(
+        work = in_background_thread(
             _transcribe,
             audio,
             job,
@@ -335,49 +329,6 @@ class WorkerPool:
 
     def _backoff(self, failures: int) -> float:
         return min(self._retry_seconds * 2 ** (failures - 1), RETRY_MAX_SECONDS)
-
-
-def _in_daemon_thread(function: Callable[..., T], *args: object) -> asyncio.Future[T]:
-    """Run ``function`` in a thread of its own and return a future of its result.
-
-    A daemon thread rather than an executor's: at exit Python joins executor threads, so a long transcription
-    would hold a stopping server past its grace period; a daemon thread is simply left behind.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-    context = contextvars.copy_context()  # the job's id tags the lines the engine logs in that thread
-
-    def settle(result: T | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-
-    def target() -> None:
-        _lower_priority()
-        try:
-            result, error = context.run(function, *args), None
-        except Exception as exc:
-            result, error = None, exc
-        except BaseException as exc:  # SystemExit and the like must not escape into the event loop
-            result, error = None, RuntimeError(f"the transcription thread was interrupted: {exc!r}")
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the server stopped without this job
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=target, name="wazo-stt-transcribe", daemon=True).start()
-    return future
-
-
-def _lower_priority() -> None:
-    """Make the calling thread (only) yield its core to the HTTP event loop: Linux has a niceness per thread.
-    Elsewhere ``setpriority`` on a thread id would renice the whole process, or fail: nothing is done there."""
-    if sys.platform == "linux":
-        with contextlib.suppress(OSError):
-            thread = threading.get_native_id()
-            niceness = os.getpriority(os.PRIO_PROCESS, thread) + TRANSCRIPTION_NICENESS
-            os.setpriority(os.PRIO_PROCESS, thread, min(niceness, 19))
 
 
 def _transcribe(
