@@ -34,6 +34,36 @@ async def test_jobs_of_a_process_that_died_holding_several_are_not_counted_and_t
     assert await store.claim_next("host:3:cc/1") is None
 
 
+async def test_jobs_whose_leases_expire_a_moment_apart_are_still_judged_together(store, clock):
+    """Each worker renews its own lease, up to a second apart: a process that died holding two jobs must not have
+    the first to expire judged as the only one it held (counted), nor run beside the other (seen in CI)."""
+    first = (await store.submit(new_job("u1"))).job
+    second = (await store.submit(new_job("u2"))).job
+    await store.claim_next("host:1:aa/0")
+    clock.now += 0.8
+    await store.claim_next("host:1:aa/1")  # its lease ends 0.8 s after the first's
+    clock.now += LEASE - 0.8 + 0.1  # only the first lease has expired
+    assert await store.claim_next("host:2:bb/0") is None  # not judged yet: the process's other lease still runs
+    assert (await store.get(first.id)).status is JobStatus.PROCESSING
+    clock.now += 1  # now both: judged together, both suspects, neither counted
+    claimed = await store.claim_next("host:2:bb/0")
+    assert claimed.id == first.id and claimed.attempts == 1
+    assert (await store.get(second.id)).attempts == 0
+    assert await store.claim_next("host:2:bb/1") is None  # suspects run alone
+
+
+async def test_a_stuck_job_of_a_live_process_is_still_taken_back_after_a_whole_lease(store, clock):
+    """A process that keeps renewing one job but not the other is alive: the silent job is not held forever."""
+    first = (await store.submit(new_job("u1"))).job
+    await store.submit(new_job("u2"))
+    await store.claim_next("host:1:aa/0")
+    second = await store.claim_next("host:1:aa/1")
+    clock.now += LEASE + 1
+    assert await store.renew(second.id, "host:1:aa/1")  # the process lives: it renews one of its jobs
+    clock.now += LEASE  # the first job's lease expired a whole lease ago: the process had time to renew it
+    assert (await store.claim_next("host:2:bb/0")).id == first.id
+
+
 async def test_a_busy_process_does_not_take_a_suspect(store, clock):
     suspects = {(await store.submit(new_job(user))).job.id for user in ("u1", "u2")}
     await store.claim_next("p:1/0")

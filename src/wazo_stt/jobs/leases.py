@@ -131,12 +131,16 @@ class LeaseTransitions:
                 pool = worker_pool(expired.worker_id)
                 if not await self._db.try_exclusive(session, f"take-back:{pool or ''}"):
                     return  # another server is taking this process's jobs back right now
-                rows = (
-                    await session.scalars(
-                        select(JobRow).where(_expired(now), _in_pool(pool)).order_by(JobRow.seq).with_for_update()
-                    )
+                held = (
+                    await session.scalars(select(JobRow).where(_in_pool(pool)).order_by(JobRow.seq).with_for_update())
                 ).all()
-                changed = [await self._take_back(session, row, alone=len(rows) == 1) for row in rows]
+                rows = [row for row in held if row.lease_expires_at is not None and row.lease_expires_at < now]
+                if len(rows) < len(held) and min(row.lease_expires_at for row in rows) > now - self.lease_seconds:
+                    # Its other leases are still running: each worker renews its own, up to a second apart. If the
+                    # process died they expire within one lease; judged before, a job that died with others
+                    # would count as the only one (issue 14: an innocent voicemail failed after unrelated kills).
+                    return
+                changed = [await self._take_back(session, row, alone=len(held) == 1) for row in rows]
             for job_id, queued in changed:
                 self.events.publish(job_id, queued=queued)
 
