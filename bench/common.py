@@ -211,3 +211,20 @@ def interleaved(variants: dict[str, Callable[[], None]], rounds: int) -> dict[st
         name: {"median": statistics.median(t), "rounds": [round(x, 2) for x in t], "load": round(max(loads), 2)}
         for name, t in times.items()
     }
+
+
+def onnx_asr_parakeet(model: Path) -> Any:
+    """Parakeet TDT 0.6B v3 through plain onnx-asr with timestamps, on the server's session options (a thread per
+    core, no spinning): the model alone, for suites that compare pipelines or batching around it."""
+    import onnx_asr
+
+    from wazo_stt.engine.parakeet import PARAKEET_MODELS
+    from wazo_stt.engine.runtime import session_options
+
+    return onnx_asr.load_model(
+        PARAKEET_MODELS["parakeet-tdt-0.6b-v3"].onnx_asr_name,
+        model,
+        quantization="int8",
+        sess_options=session_options(0),
+        providers=["CPUExecutionProvider"],
+    ).with_timestamps()

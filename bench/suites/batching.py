@@ -18,12 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import onnx_asr
 
 from bench.audio import SpeechBank, voicemail_durations, voicemail_mix
-from bench.common import Context, Result, Table, interleaved, log
+from bench.common import Context, Result, Table, interleaved, log, onnx_asr_parakeet
 from wazo_stt.audio import decode_audio
-from wazo_stt.engine.parakeet import PARAKEET_MODELS, session_options
 from wazo_stt.engine.pipeline import ChunkPlanner
 from wazo_stt.engine.vad import SpeechDetector
 
@@ -38,13 +36,7 @@ def _batches(chunks: list[np.ndarray], size: int, by_length: bool) -> list[list[
 def run(ctx: Context, result: Result) -> None:
     rounds = 2 if ctx.quick else 3
     bank = SpeechBank(ctx.cache)
-    model = onnx_asr.load_model(
-        PARAKEET_MODELS["parakeet-tdt-0.6b-v3"].onnx_asr_name,
-        ctx.model,
-        quantization="int8",
-        sess_options=session_options(0),
-        providers=["CPUExecutionProvider"],
-    ).with_timestamps()
+    model = onnx_asr_parakeet(ctx.model)
     planner = ChunkPlanner(SpeechDetector(), max_seconds=20.0)
     recording = decode_audio(bank.recording("scaling-300s", 300, "wav", seed=77).path.read_bytes()).samples
     chunks = [c.audio(recording) for c in planner.plan(recording)]

@@ -16,10 +16,10 @@ from typing import Any
 import onnx_asr
 
 from bench.audio import SpeechBank
-from bench.common import Context, Goal, Result, Table, interleaved, log
+from bench.common import Context, Goal, Result, Table, interleaved, log, onnx_asr_parakeet
 from wazo_stt.audio import decode_audio
 from wazo_stt.engine.chunking import Chunk
-from wazo_stt.engine.parakeet import PARAKEET_MODELS, ParakeetRecognizer, session_options
+from wazo_stt.engine.parakeet import ParakeetRecognizer
 from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
 from wazo_stt.engine.vad import SpeechDetector, packaged_silero_dir
 
@@ -32,13 +32,7 @@ def run(ctx: Context, result: Result) -> None:
     rounds = {300: 2 if ctx.quick else 3, 1800: int(os.environ.get("PIPELINE_LONG_ROUNDS", "1"))}
     lengths = (300,) if ctx.quick else LENGTHS
     bank = SpeechBank(ctx.cache)
-    model = onnx_asr.load_model(
-        PARAKEET_MODELS["parakeet-tdt-0.6b-v3"].onnx_asr_name,
-        ctx.model,
-        quantization="int8",
-        sess_options=session_options(0),
-        providers=["CPUExecutionProvider"],
-    ).with_timestamps()
+    model = onnx_asr_parakeet(ctx.model)
     upstream = model.with_vad(onnx_asr.load_vad("silero", packaged_silero_dir()))
     planner = ChunkPlanner(SpeechDetector(), max_seconds=ParakeetRecognizer.max_chunk_seconds)
     engine = ChunkedEngine(ParakeetRecognizer(ctx.model), planner)

@@ -41,7 +41,7 @@ class Config:
     group: str = "session options"  # rows are compared within a group (same runner)
 
 
-# What wazo_stt.engine.parakeet.session_options sets on top of ONNX Runtime's defaults (this runner must not
+# What wazo_stt.engine.runtime.session_options sets on top of ONNX Runtime's defaults (this runner must not
 # import wazo_stt: it also runs in virtualenvs with other ONNX Runtime builds).
 NO_SPIN = {"session.intra_op.allow_spinning": "0"}
 

@@ -41,6 +41,11 @@ PARAKEET = "parakeet"
 WHISPER = "whisper"
 
 
+def speech_detector(settings: Settings) -> SpeechDetector | None:
+    """The VAD the settings ask for (None: ENABLE_VAD=false, fixed chunks)."""
+    return SpeechDetector(pad_ms=settings.vad_pad_ms) if settings.enable_vad else None
+
+
 def chunk_planner(
     settings: Settings, detector: SpeechDetector | None = None, recognizer: ChunkRecognizer | None = None
 ) -> ChunkPlanner:
@@ -51,8 +56,8 @@ def chunk_planner(
     ``kept_pause_seconds``: how much of such a pause is sent, and ``max_chunk_seconds``: the longest chunk it is
     best at, used unless CHUNK_MAX_SECS is set.
     """
-    if settings.enable_vad and detector is None:
-        detector = SpeechDetector(pad_ms=settings.vad_pad_ms)
+    if detector is None:
+        detector = speech_detector(settings)
     options = {
         name: float(value)
         for name in ("join_gap_seconds", "kept_pause_seconds")
@@ -162,9 +167,7 @@ def load_engines(settings: Settings) -> EngineRegistry:
             log.error("%s engine not loaded (serving %s only): %s", family, ", ".join(loaded), why)
 
     default_id = _default_model_id(settings.default_model.strip(), loaded, failures, fallback is not None)
-    detector = (
-        SpeechDetector(pad_ms=settings.vad_pad_ms) if settings.enable_vad else None
-    )  # one VAD model for every engine
+    detector = speech_detector(settings)  # one VAD model for every engine
     engines = [ChunkedEngine(r, chunk_planner(settings, detector, r)) for r in loaded.values()]
     not_loaded = {f: why for f, why in failures.items() if f != "embedded"}
     return EngineRegistry(engines, default_id=default_id, not_loaded=not_loaded, fallback=fallback)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx_asr
-import onnxruntime as ort
 
 from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.memory import release_freed_memory
+from wazo_stt.engine.runtime import session_options
 from wazo_stt.engine.words import RecognizedWord, assemble_words
 from wazo_stt.models.catalog import PARAKEET_MODELS, model_files
 
@@ -26,20 +26,6 @@ def _load_vocab(path: Path) -> dict[str, int]:
             piece, index = line.rsplit(" ", 1)
             vocab[piece.replace("\u2581", " ")] = int(index)
     return vocab
-
-
-def session_options(intra_op_threads: int) -> ort.SessionOptions:
-    """ONNX Runtime's defaults, but idle threads sleep instead of spinning.
-
-    A spinning thread burns its core between operators; in a server that core is also wanted by HTTP requests,
-    SQLite and the next job's decoding, and every preemption of one inference thread stalls the others.
-    Measured on 2 vCPUs (docs/benchmarks.md): alone, the same speed with 6% less CPU; in the server, 7% more
-    audio per second and a 5% lower voicemail latency.
-    """
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_op_threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
 
 
 class ParakeetRecognizer:

@@ -15,6 +15,7 @@ import onnxruntime as ort
 
 from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
+from wazo_stt.engine.runtime import session_options
 
 # Longer than any recording: cutting long speech is the chunk planner's job (with overlap), not the VAD's.
 NO_CUT_SECONDS = 10.0**9
@@ -92,12 +93,10 @@ class SpeechDetector:
 def _one_thread() -> ort.SessionOptions:
     """Silero runs one 32 ms window per call, far too little work to share between threads: with ONNX
     Runtime's defaults (a thread per core, spinning between calls) it took the same wall time as one thread but
-    1.6-2x the CPU (3.2-4.0 s against 2.0 s for 30 voicemails, same spans; docs/benchmarks.md, "VAD threads"),
+    1.6-2x the CPU (3.2-4.0 s against 2.0 s for 30 voicemails, same spans; docs/benchmarks.md, "What we changed"),
     CPU that a job transcribed alongside was waiting for."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options = session_options(1)
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

@@ -26,9 +26,7 @@ T = TypeVar("T")
 BACKGROUND_NICENESS = 10
 
 
-def in_background_thread(
-    function: Callable[..., T], *args: object, name: str = "wazo-stt-transcribe"
-) -> asyncio.Future[T]:
+def in_background_thread(function: Callable[..., T], *args: object, name: str) -> asyncio.Future[T]:
     """Run ``function`` in a thread of its own and return a future of its result.
 
     ``name`` names the thread (seen in py-spy, gdb and /proc); the thread runs at the lower priority.
@@ -46,7 +44,7 @@ def in_background_thread(
             future.set_result(result)  # type: ignore[arg-type]
 
     def target() -> None:
-        lower_priority()
+        _lower_priority()
         try:
             result, error = context.run(function, *args), None
         except Exception as exc:
@@ -60,7 +58,7 @@ def in_background_thread(
     return future
 
 
-def lower_priority() -> None:
+def _lower_priority() -> None:
     """Make the calling thread (only) yield its core to the HTTP event loop: Linux has a niceness per thread.
     Elsewhere ``setpriority`` on a thread id would renice the whole process, or fail: nothing is done there."""
     if sys.platform == "linux":

@@ -240,6 +240,7 @@ class WorkerPool:
             registry,
             lambda done, text=None: self._set_progress(job.id, done, text),
             self._metrics,
+            name="wazo-stt-transcribe",
         )
         outcome = await self._run_under_lease(work, job.id, worker_id)
         if outcome == "abandoned":
