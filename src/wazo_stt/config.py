@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         100, ge=0, le=1000, description="Silence kept before and after each stretch of speech the VAD finds"
     )
     chunk_max_secs: float | None = Field(
-        None, ge=5, le=300, description="Longest chunk sent to the model at once (default: 20 s Parakeet, 30 s Whisper)"
+        None, ge=5, le=300, description="Longest chunk sent to the model at once (default: 20 s Parakeet, 29 s Whisper)"
     )
     chunk_overlap_secs: float = Field(2.0, ge=0, le=10, description="Overlap where a chunk must cut speech")
 

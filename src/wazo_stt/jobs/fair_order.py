@@ -71,7 +71,5 @@ def position_of(seq: Any) -> Any:
     """A scalar subquery: the queue position (1 = next) of the queued job whose ``seq`` is given (a value or a
     correlated column); NULL when that job is not queued. One more window over the fair order: a sort, no join."""
     fair = fair_order()
-    ranked = select(
-        fair.c.seq, func.row_number().over(order_by=sort_key(fair)).label("position")
-    ).subquery("ranked")
+    ranked = select(fair.c.seq, func.row_number().over(order_by=sort_key(fair)).label("position")).subquery("ranked")
     return select(ranked.c.position).where(ranked.c.seq == seq).scalar_subquery()
