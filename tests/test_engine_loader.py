@@ -268,3 +268,16 @@ def test_default_model_id_prefers_the_directory_name(tmp_path):
     anonymous = write_ct2_model(tmp_path / "model", "WhisperSpec", tiny)
     assert default_model_id(anonymous, check_whisper_dir(anonymous)) == "whisper-tiny.en"
     assert default_model_id(anonymous, {}) == "whisper-model"
+
+
+@pytest.mark.parametrize(("setting", "capacity"), [("auto", None), ("3", 3), ("1", 1)])
+def test_parakeet_shares_the_inference_count_and_whisper_runs_chunk_by_chunk(fakes, tmp_path, setting, capacity):
+    """Only a recogniser that says ``parallel_chunks`` gets the process's inference slots (engine/parallel.py)."""
+    parakeet = FakeRecognizer(PARAKEET_ID)
+    parakeet.parallel_chunks = True
+    fakes.setattr(loader, "load_parakeet", lambda s: parakeet)
+    registry = loader.load_engines(_settings(tmp_path, whisper_model_path=tmp_path, chunks_at_once=setting))
+    slots = registry.resolve(PARAKEET_ID).slots
+    assert slots is not None
+    assert slots.capacity == (capacity or loader.inference_count("auto"))
+    assert registry.resolve(WHISPER_ID).slots is None

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         "auto",
         description="Jobs transcribed at once in this process (auto: 2 on 2 cores or more, else 1; 0: API only)",
     )
+    chunks_at_once: int | Literal["auto"] = Field(
+        "auto",
+        description="Parakeet inferences at once in this process, every job's counted: a lone recording's next "
+        "chunk starts beside the current one while fewer run (auto: 2 on 2 cores or more, else 1; 1: off)",
+    )
     job_memory_mb: float = Field(
         512, ge=0, description="A job starts alongside a running one only while this much memory is free (0: always)"
     )
@@ -171,6 +176,16 @@ class Settings(BaseSettings):
             return "auto"
         if not text.isdigit():
             raise ValueError(f"expected a number of jobs (0 or more) or 'auto', got {value!r}")
+        return int(text)
+
+    @field_validator("chunks_at_once", mode="before")
+    @classmethod
+    def _inferences_or_auto(cls, value: object) -> object:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"expected a number of inferences (1 or more) or 'auto', got {value!r}")
         return int(text)
 
     @field_validator("log_format", mode="before")

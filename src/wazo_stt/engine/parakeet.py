@@ -36,6 +36,10 @@ class ParakeetRecognizer:
     # faster (attention grows with the square of the length) and peaked 200 MB lower; onnx-asr's own VAD
     # pipeline cuts at 20 s too. Cuts fall in pauses, so the model still sees whole phrases.
     max_chunk_seconds = 20.0
+    # Two ONNX Runtime calls on one session run side by side, and together keep 2 cores busy where one keeps 1.6:
+    # a recording's next chunk may start beside the current one (engine/parallel.py). CTranslate2's Whisper,
+    # loaded with one worker, runs calls one at a time, so it does not say so.
+    parallel_chunks = True
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from wazo_stt.domain import SAMPLE_RATE, Transcript, Word
 from wazo_stt.engine.base import ChunkRecognizer
 from wazo_stt.engine.chunking import Chunk, fixed_chunks, speech_chunks, words_owned
 from wazo_stt.engine.language import detect_language
+from wazo_stt.engine.parallel import InferenceSlots, in_order
 from wazo_stt.engine.segments import build_segments
 from wazo_stt.engine.vad import SpeechDetector
 from wazo_stt.engine.words import RecognizedWord, join_words
@@ -66,11 +67,16 @@ class ChunkPlanner:
 
 
 class ChunkedEngine:
-    """An ``Engine`` made of a planner and a model's ``ChunkRecognizer``."""
+    """An ``Engine`` made of a planner and a model's ``ChunkRecognizer``.
 
-    def __init__(self, recognizer: ChunkRecognizer, planner: ChunkPlanner) -> None:
+    ``slots``: the process's inference count, shared by every job: with it, a chunk may be recognised while the
+    one before it still is (engine/parallel.py). Only for recognisers that run two calls at once faster than one.
+    """
+
+    def __init__(self, recognizer: ChunkRecognizer, planner: ChunkPlanner, slots: InferenceSlots | None = None):
         self.recognizer = recognizer
         self.planner = planner
+        self.slots = slots
         self.model_id = recognizer.model_id
         self.owned_by = recognizer.owned_by
         self.languages = recognizer.languages
@@ -107,19 +113,21 @@ class ChunkedEngine:
         language: str | None,
         progress: ProgressCallback | None,
     ) -> list[RecognizedWord]:
-        words: list[RecognizedWord] = []
-        # Progress in audio sent to the model, not in chunks: chunks range from a second to the bound.
-        total = sum(c.samples for c in chunks)
-        done = 0
-        text = ""
-        for chunk in chunks:
+        def recognize(chunk: Chunk) -> list[RecognizedWord]:
             piece = chunk.audio(audio)
             if piece.size < MIN_CHUNK_SAMPLES:
                 piece = np.pad(piece, (0, MIN_CHUNK_SAMPLES - piece.size))
             chunk_words = self.recognizer.recognize(piece, language)
             for word in chunk_words:
                 word.start, word.end = chunk.word_to_original(word.start, word.end, SAMPLE_RATE)
-            owned = list(words_owned(chunk_words, chunk))
+            return list(words_owned(chunk_words, chunk))
+
+        words: list[RecognizedWord] = []
+        # Progress in audio sent to the model, not in chunks: chunks range from a second to the bound.
+        total = sum(c.samples for c in chunks)
+        done = 0
+        text = ""
+        for chunk, owned in zip(chunks, in_order(recognize, chunks, self.slots), strict=True):
             words.extend(owned)
             done += chunk.samples
             if progress is not None:
