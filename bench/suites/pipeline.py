@@ -4,8 +4,10 @@ Issue 18's goal: "300 s and 1800 s recordings: >= 1.3x onnx-asr's own VAD pipeli
 defaults, as the upstream server uses it) on the same onnxruntime — our pipeline's lead, not the pin's". Both
 run in this process on the same model files, the same ONNX Runtime and the same session options (ours: a thread
 per core, no spinning), on the same decoded samples, so only the pipelines differ: how much audio reaches the
-encoder, in which chunks and batches. Variants are interleaved (A B, B A, ...); the 30-minute recording gets
-``PIPELINE_LONG_ROUNDS`` rounds (default 1: about 10 minutes a round on 2 vCPUs), the 5-minute one 3.
+encoder, in which chunks and batches, and ours running a recording's next chunk beside the current one
+(``CHUNKS_AT_ONCE``; shown apart: the same engine one chunk at a time). Variants are interleaved (A B C,
+C B A, ...); the 30-minute recording gets ``PIPELINE_LONG_ROUNDS`` rounds (default 1: about 10 minutes a round on
+2 vCPUs), the 5-minute one 3.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import onnx_asr
 from bench.audio import SpeechBank
 from bench.common import Context, Goal, Result, Table, interleaved, log, onnx_asr_parakeet
 from wazo_stt.audio import decode_audio
+from wazo_stt.config import Settings
 from wazo_stt.engine.chunking import Chunk
-from wazo_stt.engine.parakeet import ParakeetRecognizer
-from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
-from wazo_stt.engine.vad import SpeechDetector, packaged_silero_dir
+from wazo_stt.engine.loader import load_engines
+from wazo_stt.engine.pipeline import ChunkedEngine
+from wazo_stt.engine.vad import packaged_silero_dir
 
 SR = 16_000
 GOAL_RATIO = 1.3
@@ -34,8 +37,10 @@ def run(ctx: Context, result: Result) -> None:
     bank = SpeechBank(ctx.cache)
     model = onnx_asr_parakeet(ctx.model)
     upstream = model.with_vad(onnx_asr.load_vad("silero", packaged_silero_dir()))
-    planner = ChunkPlanner(SpeechDetector(), max_seconds=ParakeetRecognizer.max_chunk_seconds)
-    engine = ChunkedEngine(ParakeetRecognizer(ctx.model), planner)
+    # The server's engine (load_engines with the defaults: CHUNKS_AT_ONCE=auto), and the same one chunk at a time.
+    engine = load_engines(Settings(_env_file=None, model_path=ctx.model, embedded_fallback=False)).resolve(None)
+    planner = engine.planner
+    one_by_one = ChunkedEngine(engine.recognizer, planner)
     rows: list[list[Any]] = []
     data: dict[str, Any] = {}
     for seconds in lengths:
@@ -51,6 +56,9 @@ def run(ctx: Context, result: Result) -> None:
                     list(upstream.recognize(r, sample_rate=SR)) and None
                 ),
                 "ours (ChunkedEngine as the server runs it)": lambda r=recording: engine.transcribe(r, None) and None,
+                "ours, one chunk at a time (CHUNKS_AT_ONCE=1)": lambda r=recording: (
+                    one_by_one.transcribe(r, None) and None
+                ),
             },
             rounds[seconds],
         )
