@@ -3,9 +3,9 @@
 One Parakeet inference keeps about 1.6 of 2 cores busy: ONNX Runtime waits between operators. Two jobs side by
 side fill the gap (``WORKERS=auto``), but a lone long recording, or the last voicemail of a burst, ran one chunk
 at a time and left it idle. Its next chunk now starts beside the current one whenever fewer inferences are
-running in the process than ``CHUNKS_AT_ONCE``: a 5-minute recording is transcribed 1.3x faster on 2 vCPUs
-(docs/benchmarks.md, "pipeline"). Results still come back in chunk order, so words, progress and partial text
-are what one chunk at a time gives.
+running in the process than ``CHUNKS_AT_ONCE``: a 5-minute recording is transcribed 1.2-1.3x faster on 2 vCPUs
+(in-process and through the server; docs/benchmarks.md, "pipeline"). Results still come back in chunk order,
+so words, progress and partial text are what one chunk at a time gives.
 
 A job's *own* chunk never waits for a slot: only the look-ahead does. When a second job starts, it runs at once
 (briefly three inferences, for the rest of the first job's look-ahead chunk), and the first job stops looking
