@@ -18,19 +18,20 @@ from wazo_stt import host
 from wazo_stt.config import Settings
 from wazo_stt.domain import JobStatus
 from wazo_stt.engine.loader import load_engines
+from wazo_stt.host import at_once
 from wazo_stt.jobs.background import BACKGROUND_NICENESS
-from wazo_stt.jobs.concurrency import MemoryGate, worker_count
+from wazo_stt.jobs.concurrency import MemoryGate
 from wazo_stt.jobs.records import NewJob
 from wazo_stt.jobs.worker import WorkerPool
 
 
 @pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 2), (16, 2)])
 def test_auto_runs_two_jobs_at_once_from_two_cores(cores, expected):
-    assert worker_count("auto", cores) == expected
+    assert at_once("auto", cores) == expected
 
 
 def test_a_number_of_workers_is_taken_as_given():
-    assert [worker_count(n, cores=2) for n in (0, 1, 3)] == [0, 1, 3]
+    assert [at_once(n, cores=2) for n in (0, 1, 3)] == [0, 1, 3]
 
 
 def test_workers_is_auto_by_default_and_refuses_anything_but_a_count_or_auto(monkeypatch):

@@ -279,5 +279,5 @@ def test_parakeet_shares_the_inference_count_and_whisper_runs_chunk_by_chunk(fak
     registry = loader.load_engines(_settings(tmp_path, whisper_model_path=tmp_path, chunks_at_once=setting))
     slots = registry.resolve(PARAKEET_ID).slots
     assert slots is not None
-    assert slots.capacity == (capacity or loader.inference_count("auto"))
+    assert slots.capacity == (capacity or loader.host.at_once("auto"))
     assert registry.resolve(WHISPER_ID).slots is None

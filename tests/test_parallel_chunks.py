@@ -15,9 +15,10 @@ from tests.support.speech import spoken
 from tests.support.tiny_parakeet import render
 from wazo_stt.config import Settings
 from wazo_stt.engine.parakeet import ParakeetRecognizer
-from wazo_stt.engine.parallel import InferenceSlots, in_order, inference_count
+from wazo_stt.engine.parallel import InferenceSlots, in_order
 from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
 from wazo_stt.engine.vad import SpeechDetector
+from wazo_stt.host import at_once
 
 SR = 16_000
 
@@ -142,11 +143,11 @@ def test_leaving_early_gives_every_slot_back():
     assert slots.running == 0
 
 
-def test_inference_count():
-    assert inference_count("auto", cores=1) == 1
-    assert inference_count("auto", cores=2) == 2
-    assert inference_count("auto", cores=16) == 2
-    assert inference_count(3) == 3
+def test_chunks_at_once_setting():
+    assert at_once("auto", cores=1) == 1
+    assert at_once("auto", cores=2) == 2
+    assert at_once("auto", cores=16) == 2
+    assert at_once(3) == 3
     assert Settings(_env_file=None).chunks_at_once == "auto"
     assert Settings(_env_file=None, chunks_at_once="1").chunks_at_once == 1
     with pytest.raises(ValidationError, match="1 or more"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.test_deploy_files import _compose, _interpolated
 from wazo_stt.config import Settings
-from wazo_stt.jobs.concurrency import worker_count
+from wazo_stt.host import at_once
 
 CLUSTER = {"postgres", "api-1", "api-2", "worker-1", "worker-2"}
 
@@ -26,7 +26,7 @@ def test_the_cluster_profile_runs_api_servers_and_workers_on_one_postgresql() ->
     for worker in ("worker-1", "worker-2"):
         assert services[worker]["command"] == ["wazo-stt", "worker"] and "ports" not in services[worker]
         workers = Settings(_env_file=None, workers=services[worker]["environment"]["WORKERS"]).workers
-        assert worker_count(workers, cores=2) >= 1
+        assert at_once(workers, cores=2) >= 1
     for name in CLUSTER - {"postgres"}:
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert "/health" in " ".join(services[name]["healthcheck"]["test"])

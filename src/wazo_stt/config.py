@@ -170,23 +170,12 @@ class Settings(BaseSettings):
     @field_validator("workers", mode="before")
     @classmethod
     def _jobs_or_auto(cls, value: object) -> object:
-        # One clear message instead of pydantic's two (one per member of the union).
-        text = str(value).strip().lower()
-        if text == "auto":
-            return "auto"
-        if not text.isdigit():
-            raise ValueError(f"expected a number of jobs (0 or more) or 'auto', got {value!r}")
-        return int(text)
+        return _count_or_auto(value, "jobs", minimum=0)
 
     @field_validator("chunks_at_once", mode="before")
     @classmethod
     def _inferences_or_auto(cls, value: object) -> object:
-        text = str(value).strip().lower()
-        if text == "auto":
-            return "auto"
-        if not text.isdigit() or int(text) < 1:
-            raise ValueError(f"expected a number of inferences (1 or more) or 'auto', got {value!r}")
-        return int(text)
+        return _count_or_auto(value, "inferences", minimum=1)
 
     @field_validator("log_format", mode="before")
     @classmethod
@@ -236,3 +225,14 @@ def parse_log_levels(value: str) -> dict[str, int]:
             raise ValueError(f"{item!r} is not logger=level (level: debug, info, warning, error)")
         levels[name.strip()] = number
     return levels
+
+
+def _count_or_auto(value: object, what: str, *, minimum: int) -> int | str:
+    """A whole number of ``minimum`` or more, or "auto": one clear message instead of pydantic's two (one per
+    member of the union)."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or int(text) < minimum:
+        raise ValueError(f"expected a number of {what} ({minimum} or more) or 'auto', got {value!r}")
+    return int(text)

@@ -10,9 +10,28 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Literal
 
 CGROUP = Path("/sys/fs/cgroup")
 MEMINFO = Path("/proc/meminfo")
+
+AUTO = "auto"
+# What ``auto`` means for WORKERS and CHUNKS_AT_ONCE on two cores or more: one Parakeet inference keeps about 1.6
+# of 2 cores busy, so a second one beside it fills the gap (jobs/concurrency.py, engine/parallel.py).
+AUTO_AT_ONCE = 2
+
+
+def at_once(setting: int | Literal["auto"], cores: int | None = None) -> int:
+    """A count-or-``auto`` setting as a number: an integer as given, ``auto`` from the usable cores (1 on one)."""
+    if setting != AUTO:
+        return int(setting)
+    cores = usable_cores() if cores is None else cores
+    return AUTO_AT_ONCE if cores >= 2 else 1
+
+
+def room_for(needed_mb: float, available_mb: float | None) -> bool:
+    """Whether ``needed_mb`` more fits in ``available_mb``: always when nothing is asked (0) or nothing is known."""
+    return needed_mb <= 0 or available_mb is None or available_mb >= needed_mb
 
 
 def usable_cores() -> int:

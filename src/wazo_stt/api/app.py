@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from wazo_stt import __version__
+from wazo_stt import __version__, host
 from wazo_stt.api.auth import authenticate
 from wazo_stt.api.errors import install_error_handlers
 from wazo_stt.api.limits import BodySizeLimit
@@ -29,7 +29,7 @@ from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.loader import load_engines
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.jobs.background import in_background_thread
-from wazo_stt.jobs.concurrency import MemoryGate, worker_count
+from wazo_stt.jobs.concurrency import MemoryGate
 from wazo_stt.jobs.retention import retention_loop
 from wazo_stt.jobs.store import JobStore
 from wazo_stt.jobs.worker import WorkerPool
@@ -74,7 +74,7 @@ def create_app(
         workers = WorkerPool(
             store,
             lambda: state.registry,
-            workers=worker_count(settings.workers),
+            workers=host.at_once(settings.workers),
             metrics=metrics,
             memory_gate=MemoryGate(settings.job_memory_mb),
         )

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from wazo_stt import host
 from wazo_stt.config import Settings
 from wazo_stt.engine.base import ChunkRecognizer, ModelLoadError
-from wazo_stt.engine.parallel import InferenceSlots, inference_count
+from wazo_stt.engine.parallel import InferenceSlots
 from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
 from wazo_stt.engine.registry import EngineRegistry
 from wazo_stt.engine.vad import SpeechDetector
@@ -171,7 +171,7 @@ def load_engines(settings: Settings) -> EngineRegistry:
     default_id = _default_model_id(settings.default_model.strip(), loaded, failures, fallback is not None)
     detector = speech_detector(settings)  # one VAD model for every engine
     # One count for every engine: they share the cores (and the memory: a look-ahead needs what a second job does).
-    slots = InferenceSlots(inference_count(settings.chunks_at_once), _memory_for_another(settings.job_memory_mb))
+    slots = InferenceSlots(host.at_once(settings.chunks_at_once), _memory_for_another(settings.job_memory_mb))
     engines = [
         ChunkedEngine(r, chunk_planner(settings, detector, r), slots if getattr(r, "parallel_chunks", False) else None)
         for r in loaded.values()
@@ -184,11 +184,7 @@ def _memory_for_another(job_memory_mb: float) -> Callable[[], bool] | None:
     if job_memory_mb <= 0:
         return None
 
-    def enough() -> bool:
-        available = host.available_memory_mb()
-        return available is None or available >= job_memory_mb
-
-    return enough
+    return lambda: host.room_for(job_memory_mb, host.available_memory_mb())
 
 
 def _fallback_wanted(settings: Settings, failures: dict[str, str]) -> bool:

@@ -18,24 +18,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Literal, TypeVar
-
-from wazo_stt import host
+from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-AUTO = "auto"
-# Inferences at once under CHUNKS_AT_ONCE=auto on two cores or more (one keeps 1.6 of 2 cores busy).
-AUTO_INFERENCES = 2
-
-
-def inference_count(setting: int | Literal["auto"], cores: int | None = None) -> int:
-    """``CHUNKS_AT_ONCE`` as a number: an integer as given, ``auto`` from the cores."""
-    if setting != AUTO:
-        return int(setting)
-    cores = host.usable_cores() if cores is None else cores
-    return AUTO_INFERENCES if cores >= 2 else 1
 
 
 class InferenceSlots:

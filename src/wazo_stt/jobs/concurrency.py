@@ -16,23 +16,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Literal
 
 from wazo_stt import host
 
 log = logging.getLogger(__name__)
-
-AUTO = "auto"
-# Jobs at once under WORKERS=auto on a machine with two cores or more (see the module's docstring).
-AUTO_JOBS = 2
-
-
-def worker_count(setting: int | Literal["auto"], cores: int | None = None) -> int:
-    """The number of worker tasks for a ``WORKERS`` value: an integer as given, ``auto`` from the cores."""
-    if setting != AUTO:
-        return int(setting)
-    cores = host.usable_cores() if cores is None else cores
-    return AUTO_JOBS if cores >= 2 else 1
 
 
 class MemoryGate:
@@ -51,7 +38,7 @@ class MemoryGate:
         if self.job_memory_mb <= 0:
             return True
         available = self._available_mb()
-        allowed = available is None or available >= self.job_memory_mb
+        allowed = host.room_for(self.job_memory_mb, available)
         if allowed == self._holding:  # log the changes, not every poll
             self._holding = not allowed
             if self._holding:
