@@ -63,6 +63,11 @@ class ServerProcess:
                 values["rss" if key == "VmRSS" else "hwm"] = int(rest.split()[0]) * 1024
         return values
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the server process has used so far (every thread)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def threads(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/task"))
 

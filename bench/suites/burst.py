@@ -67,16 +67,16 @@ def _load_watch(every: float = 2.0) -> Iterator[dict[str, Any]]:
 
 
 def _onnx_asr_sequential(model: Any, files: list[Recording]) -> dict[str, float]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     first = None
     for rec in files:
         model.recognize(decode_audio(rec.path).samples, sample_rate=16000)
         first = first if first is not None else time.perf_counter() - start
-    return {"drain_s": time.perf_counter() - start, "first_s": first or 0.0}
+    return {"drain_s": time.perf_counter() - start, "first_s": first or 0.0, "cpu_s": time.process_time() - cpu}
 
 
 def _engine_two_at_once(engine: Any, files: list[Recording]) -> dict[str, float]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     firsts: list[float] = []
 
     def one(rec: Recording) -> None:
@@ -85,12 +85,14 @@ def _engine_two_at_once(engine: Any, files: list[Recording]) -> dict[str, float]
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(one, files))
-    return {"drain_s": time.perf_counter() - start, "first_s": min(firsts)}
+    return {"drain_s": time.perf_counter() - start, "first_s": min(firsts), "cpu_s": time.process_time() - cpu}
 
 
 def _server_burst(ctx: Context, workers: str, files: list[Recording], warm: Recording) -> dict[str, float]:
     with serve(ctx.model, {"WORKERS": str(workers)}, warm_up=warm.path) as server:
         done_before = _finished(server.client.get("/health").json())
+        server.reset_peak()  # the burst's peak, not the model loading's
+        cpu = server.cpu_seconds()
         stop = threading.Event()
         seen: dict[str, float] = {}
         start = time.perf_counter()
@@ -112,6 +114,8 @@ def _server_burst(ctx: Context, workers: str, files: list[Recording], warm: Reco
             jobs = list(pool.map(lambda f: server.submit(f.path)[0].json()["job_id"], files))
         seen["accepted_s"] = time.perf_counter() - start
         watcher.join()
+        seen["cpu_s"] = server.cpu_seconds() - cpu
+        seen["peak_rss_mb"] = server.memory()["hwm"] / 2**20
         statuses = [server.client.get(f"/v1/audio/transcriptions/{j}").json()["status"] for j in jobs]
     seen["completed"] = statuses.count("completed")
     return seen
@@ -160,10 +164,13 @@ def run(ctx: Context, result: Result) -> None:
 
     base = statistics.median(m["drain_s"] for m in runs["onnx-asr sequential, in-process"])
     base_first = statistics.median(m["first_s"] for m in runs["onnx-asr sequential, in-process"])
+    base_cpu = statistics.median(m["cpu_s"] for m in runs["onnx-asr sequential, in-process"])
     rows = []
     for name, measured in runs.items():
         drain = statistics.median(m["drain_s"] for m in measured)
         first = statistics.median(m["first_s"] for m in measured)
+        cpu = statistics.median(m["cpu_s"] for m in measured)
+        peak = [m["peak_rss_mb"] for m in measured if "peak_rss_mb" in m]
         rows.append(
             [
                 name,
@@ -172,6 +179,9 @@ def run(ctx: Context, result: Result) -> None:
                 round(audio_total / drain, 2),
                 round(base / drain, 2),
                 round(first, 1),
+                round(cpu, 1),
+                round(base_cpu / cpu, 2),
+                round(max(peak)) if peak else "",
                 ", ".join(f"{m['drain_s']:.1f}" for m in measured),
                 ", ".join(f"{m['load']['start'][0]:.1f}-{m['load']['max']:.1f}" for m in measured),
             ]
@@ -186,12 +196,18 @@ def run(ctx: Context, result: Result) -> None:
                 "audio s / wall s",
                 "vs onnx-asr",
                 "first result s",
+                "CPU s",
+                "audio per CPU-s vs onnx-asr",
+                "peak RSS MB",
                 "rounds s",
                 "load 1-min (start-max)",
             ],
             rows,
             note="first result: seconds from the start of the burst (onnx-asr: the first file's text back; server: "
-            "the first job seen completed by /health, polled every 0.1 s).",
+            "the first job seen completed by /health, polled every 0.1 s). CPU s: the benchmark process's CPU "
+            "for the in-process rows, the server process's for the server (its HTTP, upload checks and queue "
+            "included); the machine's noise moves it less than wall time. peak RSS: the server's highest "
+            "resident memory during the burst (the in-process rows share one process with both models).",
         )
     )
     best_name, best = max(

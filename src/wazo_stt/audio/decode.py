@@ -27,6 +27,7 @@ from wazo_stt.audio.probe import (
     declared_duration,
     probe_container,
 )
+from wazo_stt.audio.turns import in_turns
 from wazo_stt.domain import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def decode_audio(source: bytes | str | os.PathLike[str], *, max_duration: float 
         buffer = _SampleBuffer(header.duration)
         try:
             errors: list[str] = []
-            buffer.extend(_resampled(container, max_duration, errors))
+            buffer.extend(in_turns(_resampled(container, max_duration, errors)))
             samples = buffer.samples()
             samples = samples[: _trimmed_length(samples.size, container.streams.audio[0])]
             peak = _peak(samples) if samples.size else 0.0
@@ -128,7 +129,7 @@ def inspect_audio(source: bytes | str | os.PathLike[str], *, max_duration: float
         header = probe_container(container, max_duration)
         errors: list[str] = []
         size = 0
-        for chunk in _resampled(container, max_duration, errors):
+        for chunk in in_turns(_resampled(container, max_duration, errors)):
             size += chunk.size
         size = _trimmed_length(size, container.streams.audio[0])
         _check_decoded(size, header, errors, max_duration)
