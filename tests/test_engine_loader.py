@@ -281,3 +281,18 @@ def test_parakeet_shares_the_inference_count_and_whisper_runs_chunk_by_chunk(fak
     assert slots is not None
     assert slots.capacity == (capacity or loader.host.at_once("auto"))
     assert registry.resolve(WHISPER_ID).slots is None
+
+
+def test_loading_the_engines_keeps_numpys_blas_to_one_thread(fakes, tmp_path):
+    """OpenBLAS's spare thread spins after each small product, on a core ONNX Runtime wants (engine/runtime.py)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if not _blas_threads(threadpoolctl):
+        pytest.skip("this NumPy reports no BLAS thread pool")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # as NumPy starts on 2 cores; restored after
+        assert _blas_threads(threadpoolctl) == {2}
+        loader.load_engines(_settings(tmp_path))
+        assert _blas_threads(threadpoolctl) == {1}
+
+
+def _blas_threads(threadpoolctl) -> set[int]:
+    return {pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"}

@@ -6,7 +6,9 @@ onnx-asr run sequentially in-process on the same files, with the first result no
 * **onnx-asr sequential**: ``onnx_asr.load_model("nemo-parakeet-tdt-0.6b-v3", MODEL, quantization="int8")`` in
   this process, then for each file in order: decode (PyAV, as the server does: onnx-asr reads only PCM WAV) and
   ``recognize(samples, sample_rate=16000)`` on the whole file (no VAD). Model loading and one warm-up call are
-  outside the timed region; the first result is when the first file's text is back.
+  outside the timed region; the first result is when the first file's text is back. It runs with NumPy's own
+  BLAS threads, as in a user's process; the row "one BLAS thread" runs it as our engine keeps NumPy
+  (engine/runtime.py), to show what that part of our lead is worth to plain onnx-asr too.
 * **our engine, two at once, in-process**: the server's engine (``load_engines``: VAD, chunks, recogniser) in this
   process, two files at a time from a thread pool, as ``WORKERS=auto`` runs them, with no HTTP, upload check or
   queue: what the server's own costs are measured against.
@@ -32,6 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import onnx_asr
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from bench.audio import Recording, SpeechBank, voicemail_durations, voicemail_mix
 from bench.common import Context, Goal, Result, Table, log
@@ -73,6 +76,11 @@ def _onnx_asr_sequential(model: Any, files: list[Recording]) -> dict[str, float]
         model.recognize(decode_audio(rec.path).samples, sample_rate=16000)
         first = first if first is not None else time.perf_counter() - start
     return {"drain_s": time.perf_counter() - start, "first_s": first or 0.0, "cpu_s": time.process_time() - cpu}
+
+
+def _with_blas_threads(threads: int, model: Any, files: list[Recording]) -> dict[str, float]:
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _onnx_asr_sequential(model, files)
 
 
 def _engine_two_at_once(engine: Any, files: list[Recording]) -> dict[str, float]:
@@ -138,6 +146,9 @@ def run(ctx: Context, result: Result) -> None:
         f"\n\n{count} voicemails ({min(durations):g}-{max(durations):g} s, {audio_total:.0f} s in all; WAV, "
         f"u-law WAV and MP3), {rounds} round(s)."
     )
+    # NumPy's own BLAS thread count, before load_engines keeps it to one in this process (engine/runtime.py):
+    # plain onnx-asr runs with it, as a user's process would, and once more with one thread, to show that part.
+    numpy_blas = max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
     log(f"burst: loading onnx-asr from {ctx.model}")
     model = onnx_asr.load_model("nemo-parakeet-tdt-0.6b-v3", str(ctx.model), quantization="int8")
     model.recognize(decode_audio(warm.path).samples, sample_rate=16000)
@@ -146,7 +157,8 @@ def run(ctx: Context, result: Result) -> None:
     engine.transcribe(decode_audio(warm.path).samples, None)
 
     variants: dict[str, Callable[[], dict[str, float]]] = {
-        "onnx-asr sequential, in-process": lambda: _onnx_asr_sequential(model, files),
+        "onnx-asr sequential, in-process": lambda: _with_blas_threads(numpy_blas, model, files),
+        "onnx-asr sequential, one BLAS thread": lambda: _with_blas_threads(1, model, files),
         "our engine, two at once, in-process": lambda: _engine_two_at_once(engine, files),
     }
     for n in worker_counts:

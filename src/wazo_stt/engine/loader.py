@@ -27,6 +27,7 @@ from wazo_stt.engine.base import ChunkRecognizer, ModelLoadError
 from wazo_stt.engine.parallel import InferenceSlots
 from wazo_stt.engine.pipeline import ChunkedEngine, ChunkPlanner
 from wazo_stt.engine.registry import EngineRegistry
+from wazo_stt.engine.runtime import one_blas_thread
 from wazo_stt.engine.vad import SpeechDetector
 from wazo_stt.models.catalog import (
     EMBEDDED_WHISPER_ID,
@@ -135,6 +136,7 @@ def configured_families(settings: Settings) -> dict[str, Callable[[Settings], Ch
 
 def load_engines(settings: Settings) -> EngineRegistry:
     """Load every configured model; raises ModelLoadError with a message fit for the operator."""
+    one_blas_thread()
     families = configured_families(settings)
     loaded: dict[str, ChunkRecognizer] = {}
     failures: dict[str, str] = {}

@@ -1,8 +1,10 @@
-"""ONNX Runtime session options shared by every model the engine runs (Parakeet, Silero VAD)."""
+"""How the engines use the cores: ONNX Runtime session options shared by every model (Parakeet, Silero VAD),
+and NumPy's BLAS kept to one thread."""
 
 from __future__ import annotations
 
 import onnxruntime as ort
+from threadpoolctl import threadpool_limits
 
 
 def session_options(intra_op_threads: int) -> ort.SessionOptions:
@@ -17,3 +19,15 @@ def session_options(intra_op_threads: int) -> ort.SessionOptions:
     options.intra_op_num_threads = intra_op_threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
+
+
+def one_blas_thread() -> None:
+    """NumPy's OpenBLAS runs on one thread in this process.
+
+    The engines' own NumPy work is small matrix products (each chunk's mel filterbank, before ONNX Runtime or
+    CTranslate2 takes over), too small to share between threads. But after each one OpenBLAS's second thread
+    keeps spinning for its wake-up timeout, on a core ONNX Runtime wants: in a burst of 30 voicemails on 2 vCPUs
+    it burnt 3.7 CPU-s of 74 in-process and up to 18% of a core through the server (docs/benchmarks.md, "Fourth
+    pass"). threadpoolctl finds the BLAS NumPy loaded, whichever it is, and leaves other libraries alone.
+    """
+    threadpool_limits(limits=1, user_api="blas")
