@@ -3,7 +3,7 @@
 PyAV lets go of the GIL around every FFmpeg call: for a voicemail, a few calls per 20-60 ms frame. Two threads
 decoding at once hand the GIL back and forth at each of those calls and mostly wait for it: on 2 vCPUs, the 30
 voicemails of the burst benchmark were checked in 0.4-0.7 s by one thread, but in 1.2-1.4 s by two and 2.8 s
-by thirty (2-4x the CPU), against 0.4 s by two *processes* (docs/benchmarks.md, "Decoders take turns"). Upload
+by thirty (2-4x the CPU), against 0.4 s by two *processes* (docs/benchmarks.md, issue 18, "Fourth pass"). Upload
 checks (DECODE_MEMORY_MB allows four) and the workers' decodes run in threads of one process, so they now
 take turns: one thread decodes a slice (SLICE_SECONDS of work, a second or more of audio) under a lock while
 the others wait on the lock without touching the GIL. A long file still shares: a voicemail's check waits for

@@ -27,7 +27,7 @@ def one_blas_thread() -> None:
     The engines' own NumPy work is small matrix products (each chunk's mel filterbank, before ONNX Runtime or
     CTranslate2 takes over), too small to share between threads. But after each one OpenBLAS's second thread
     keeps spinning for its wake-up timeout, on a core ONNX Runtime wants: in a burst of 30 voicemails on 2 vCPUs
-    it burnt 3.7 CPU-s of 74 in-process and up to 18% of a core through the server (docs/benchmarks.md, "Fourth
-    pass"). threadpoolctl finds the BLAS NumPy loaded, whichever it is, and leaves other libraries alone.
+    that thread alone burnt 3.7 CPU-s of 74 in-process (docs/benchmarks.md, issue 18, "Fourth pass").
+    threadpoolctl finds the BLAS NumPy loaded, whichever it is, and leaves other libraries alone.
     """
     threadpool_limits(limits=1, user_api="blas")
