@@ -3,7 +3,8 @@
 A fresh process per case gives every case its own peak RSS (``ru_maxrss`` counts from process start) and its
 own ONNX Runtime session with exactly the options under test. Runners:
 
-- ``chunked``: our engine (``ChunkedEngine`` + ``ParakeetRecognizer`` + Silero VAD), as the server runs it.
+- ``chunked``: our engine (``ChunkedEngine`` + ``ParakeetRecognizer`` + Silero VAD), as the server runs it
+  (``float_convs: false``: with the encoder's int8 convolutions as downloaded).
 - ``onepass``: the same recogniser on the whole file in one encoder call (possible up to 400 s).
 - ``onnx-asr``: plain ``onnx_asr.load_model(...).recognize`` with the session options and execution provider
   under test, on whole files or on pre-cut chunks (``chunks``: an ``.npz`` of 16 kHz float32 arrays). This
@@ -19,6 +20,7 @@ call are reported separately, because a running server has paid both long before
 
 from __future__ import annotations
 
+import hashlib
 import json
 import resource
 import sys
@@ -158,7 +160,11 @@ def _build(spec: dict[str, Any]):
             self.last = super().plan(audio)
             return self.last
 
-    recognizer = ParakeetRecognizer(model, intra_op_threads=int(spec.get("ort", {}).get("intra_op_threads", 0)))
+    recognizer = ParakeetRecognizer(
+        model,
+        intra_op_threads=int(spec.get("ort", {}).get("intra_op_threads", 0)),
+        float_convs=bool(spec.get("float_convs", True)),
+    )
     if runner == "onepass":
         planner = RecordingPlanner(None, max_seconds=10.0**6)
     else:
@@ -174,7 +180,12 @@ def _build(spec: dict[str, Any]):
         transcript = engine.transcribe(samples, None)
         chunks = planner.last
         sent = sum(c.end - c.start for c in chunks) / SAMPLE_RATE
-        return {"chunks": len(chunks), "sent_seconds": round(sent, 2), "chars": len(transcript.text)}
+        return {
+            "chunks": len(chunks),
+            "sent_seconds": round(sent, 2),
+            "chars": len(transcript.text),
+            "text_sha1": hashlib.sha1(transcript.text.encode()).hexdigest(),
+        }
 
     return transcribe, {}
 

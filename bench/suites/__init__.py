@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.suites import (
     batching,
     burst,
+    float_convs,
     hostile,
     latency,
     overhead,
@@ -32,6 +33,7 @@ BENCHMARKS = {
     "batching": batching.run,
     "pipeline": pipeline.run,
     "burst": burst.run,
+    "float_convs": float_convs.run,
     "whisper_short": whisper_short.run,
     "whisper_servers": whisper_servers.run,
 }

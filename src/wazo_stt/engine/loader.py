@@ -82,6 +82,7 @@ def load_parakeet(settings: Settings) -> ChunkRecognizer:
         settings.model_name,
         quantization=settings.model_quantization,
         intra_op_threads=settings.intra_op_threads,
+        float_convs=settings.float_convs,
     )
 
 

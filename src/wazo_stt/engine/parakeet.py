@@ -11,6 +11,7 @@ import onnx_asr
 from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
 from wazo_stt.engine.memory import release_freed_memory
+from wazo_stt.engine.prepared import parakeet_dir
 from wazo_stt.engine.runtime import session_options
 from wazo_stt.engine.words import RecognizedWord, assemble_words
 from wazo_stt.models.catalog import PARAKEET_MODELS, model_files
@@ -48,6 +49,7 @@ class ParakeetRecognizer:
         *,
         quantization: str = "int8",
         intra_op_threads: int = 0,
+        float_convs: bool = True,
     ) -> None:
         if model_id not in PARAKEET_MODELS:
             raise ModelLoadError(f"Unknown Parakeet model {model_id!r}; choose one of {sorted(PARAKEET_MODELS)}")
@@ -62,6 +64,10 @@ class ParakeetRecognizer:
                 f"Download it with `wazo-stt download-model --model {model_id} --dir {model_dir}` "
                 "(Docker: `docker compose --profile setup run --rm model-downloader`), or set MODEL_PATH."
             )
+        # How many of the encoder's int8 convolutions run as float ones, with the same output (engine/prepared.py).
+        self.float_convs = 0
+        if float_convs and quantization:
+            model_dir, self.float_convs = parakeet_dir(model_dir, model_files(quantization)[0])
         try:
             model = onnx_asr.load_model(
                 onnx_asr_name,
