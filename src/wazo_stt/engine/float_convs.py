@@ -111,10 +111,12 @@ def _float_conv_nodes(node: onnx.NodeProto, weight_name: str, output: str) -> li
 
 
 def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Delete the replaced integer weights one by one: rebuilding the list would copy every weight of the model."""
     used = Counter(name for node in graph.node for name in node.input)
-    kept = [t for t in graph.initializer if used[t.name] or t.name in {o.name for o in graph.output}]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    used.update(o.name for o in graph.output)
+    for index in reversed(range(len(graph.initializer))):
+        if not used[graph.initializer[index].name]:
+            del graph.initializer[index]
 
 
 def main(argv: list[str]) -> None:

@@ -10,10 +10,10 @@ import onnx_asr
 
 from wazo_stt.domain import SAMPLE_RATE
 from wazo_stt.engine.base import ModelLoadError
-from wazo_stt.engine.memory import release_freed_memory
 from wazo_stt.engine.prepared import parakeet_dir
 from wazo_stt.engine.runtime import session_options
 from wazo_stt.engine.words import RecognizedWord, assemble_words
+from wazo_stt.heap import release_freed_memory
 from wazo_stt.models.catalog import PARAKEET_MODELS, model_files
 
 log = logging.getLogger(__name__)
