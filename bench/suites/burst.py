@@ -215,7 +215,7 @@ def run(ctx: Context, result: Result) -> None:
                 round(first, 1),
                 round(cpu, 1),
                 round(base_cpu / cpu, 2),
-                round(max(peak)) if peak else "",
+                f"{statistics.median(peak):.0f} ({max(peak):.0f})" if peak else "",
                 ", ".join(f"{m['drain_s']:.1f}" for m in measured),
                 ", ".join(f"{m['load']['start'][0]:.1f}-{m['load']['max']:.1f}" for m in measured),
             ]
@@ -232,7 +232,7 @@ def run(ctx: Context, result: Result) -> None:
                 "first result s",
                 "CPU s",
                 "audio per CPU-s vs onnx-asr",
-                "peak RSS MB",
+                "peak RSS MB, median (max)",
                 "rounds s",
                 "load 1-min (start-max)",
             ],
@@ -241,7 +241,8 @@ def run(ctx: Context, result: Result) -> None:
             "the first job seen completed by /health, polled every 0.1 s). CPU s: the benchmark process's CPU "
             "for the in-process rows, the server process's for the server (its HTTP, upload checks and queue "
             "included); the machine's noise moves it less than wall time. peak RSS: the server's highest "
-            "resident memory during the burst (the in-process rows share one process with both models).",
+            "resident memory during the burst, after its warm-up (the in-process rows share one process with both "
+            "models); the median of the rounds, their maximum in brackets.",
         )
     )
     best_name, best = max(
@@ -256,15 +257,20 @@ def run(ctx: Context, result: Result) -> None:
             best >= GOAL_RATIO,
         )
     )
-    filed = next((r for r in rows if r[0].startswith("server") and "FLOAT_CONVS=false" in r[0]), None)
-    default = next((r for r in rows if r[0].endswith("(default)")), None)
-    if filed and default and filed[8] and default[8]:
+    peaks = {
+        name: statistics.median(m["peak_rss_mb"] for m in measured)
+        for name, measured in runs.items()
+        if measured and "peak_rss_mb" in measured[0]
+    }
+    filed = next((name for name in peaks if "FLOAT_CONVS=false" in name), None)
+    default = next((name for name in peaks if name.endswith("(default)")), None)
+    if filed and default:
         result.goals.append(
             Goal(
-                "peak RSS during the burst no worse than the server as filed",
-                f"<= {filed[8]} MB (as filed)",
-                f"{default[8]} MB with the defaults",
-                default[8] <= filed[8],
+                "peak RSS during the burst no worse than the server as filed (median of the rounds)",
+                f"<= {peaks[filed]:.0f} MB (as filed)",
+                f"{peaks[default]:.0f} MB with the defaults",
+                peaks[default] <= peaks[filed],
             )
         )
     result.data = {"audio_seconds": audio_total, "runs": runs}
