@@ -13,6 +13,7 @@ volume, a full disk, a graph that is not what we expect) is logged and the origi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,10 @@ def parakeet_dir(model_dir: Path, encoder_name: str) -> tuple[Path, int]:
     """The directory to load Parakeet from, and how many convolutions its encoder runs in float (0: the original)."""
     source = model_dir / encoder_name
     target_dir = model_dir / PREPARED_DIR
-    stamp = _stamp(source)
+    try:
+        stamp = _stamp(source)
+    except OSError:
+        return model_dir, 0  # unreadable: loading it says why, as a ModelLoadError
     record = _read_record(target_dir / RECORD)
     if record is not None and record.get("source") == stamp:
         rewritten = int(record.get("rewritten", 0))
@@ -47,7 +51,7 @@ def parakeet_dir(model_dir: Path, encoder_name: str) -> tuple[Path, int]:
         rewritten = _prepare(model_dir, encoder_name, target_dir, stamp)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         log.warning(
-            "Serving Parakeet's encoder as downloaded, about 30%% slower: could not make its float-convolution "
+            "Serving Parakeet's encoder as downloaded (about 40%% slower): could not make its float-convolution "
             "copy in %s (%s). Make MODEL_PATH writable, or set FLOAT_CONVS=false to skip this step.",
             target_dir,
             exc,
@@ -63,9 +67,10 @@ def _stamp(source: Path) -> dict[str, int]:
 
 def _mentions(path: Path, word: bytes, block: int = 1 << 24) -> bool:
     """Whether the file's bytes hold ``word`` (an operator's name is plain text in the protobuf), read a block at a
-    time: mapping the whole file would count its 650 MB in the server's resident memory."""
+    time: mapping the whole file would count its 650 MB in the server's resident memory. False when unreadable:
+    loading it then says why."""
     tail = b""
-    with path.open("rb") as file:
+    with contextlib.suppress(OSError), path.open("rb") as file:
         while data := file.read(block):
             if word in tail + data[: len(word)] or word in data:
                 return True
