@@ -1,12 +1,15 @@
-"""The server caps glibc's malloc arenas (wazo_stt/heap.py): threads share two heaps instead of one each.
+"""The server tunes glibc's heap (wazo_stt/heap.py): threads share two arenas, and big buffers keep mappings of
+their own instead of leaving holes in the heap.
 
-Each case runs in a fresh interpreter, since the cap only affects arenas not yet made: eight threads allocate at
-once, then glibc's own ``malloc_info`` report counts the heaps.
+Each case runs in a fresh interpreter, since the settings only affect what is allocated afterwards: eight threads
+allocate at once, then glibc's own ``malloc_info`` report counts the heaps; a 1 MB block is freed and asked for
+again, then ``mallinfo2`` says whether the second one is a mapping of its own.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import subprocess
 import sys
@@ -16,16 +19,17 @@ import pytest
 from wazo_stt.heap import HEAP_ARENAS
 
 pytestmark = pytest.mark.skipif(
-    getattr(ctypes.CDLL(None), "malloc_info", None) is None, reason="not glibc: no arenas to cap"
+    getattr(ctypes.CDLL(None), "mallinfo2", None) is None, reason="not glibc 2.33 or later: nothing to tune"
 )
 
-COUNT_HEAPS = """
-import ctypes, sys, tempfile, threading
-from wazo_stt.heap import cap_heap_arenas
-print(cap_heap_arenas() if sys.argv[1] == "cap" else None)
+PROBE = """
+import ctypes, json, sys, tempfile, threading
+from wazo_stt.heap import tune_heap
+tuned = tune_heap() if sys.argv[1] == "tune" else None
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
+
 together = threading.Barrier(8)
 def allocate():
     together.wait()
@@ -42,34 +46,48 @@ with tempfile.NamedTemporaryFile("r") as report:
     out = libc.fopen(report.name.encode(), b"w")
     libc.malloc_info(0, out)
     libc.fclose(out)
-    print(report.read().count("<heap nr="))
+    heaps = report.read().count("<heap nr=")
+
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+libc.mallinfo2.restype = Mallinfo2
+libc.free(libc.malloc(1 << 20))  # glibc's own rule raises its threshold past 1 MB here
+before = libc.mallinfo2().hblks
+block = libc.malloc(1 << 20)
+mapped = libc.mallinfo2().hblks - before  # 1: the block has a mapping of its own; 0: it came from the heap
+libc.free(block)
+print(json.dumps({"tuned": tuned, "heaps": heaps, "mapped": mapped}))
 """
 
 
-def _heaps(mode: str, **env: str) -> tuple[str, int]:
-    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | env
+def _probe(mode: str, **env: str) -> dict:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
     done = subprocess.run(
-        [sys.executable, "-c", COUNT_HEAPS, mode], capture_output=True, text=True, env=environment, check=True
+        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=environment, check=True
     )
-    capped, heaps = done.stdout.split()
-    return capped, int(heaps)
+    return json.loads(done.stdout)
 
 
-def test_threads_share_the_capped_arenas():
-    assert _heaps("cap") == ("True", HEAP_ARENAS)
-    # Without the cap, the same threads take more: what the cap is there to prevent.
-    assert _heaps("none")[1] > HEAP_ARENAS
+def test_threads_share_two_arenas_and_big_buffers_stay_mapped():
+    tuned = _probe("tune")
+    assert tuned == {"tuned": ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"], "heaps": HEAP_ARENAS, "mapped": 1}
+    # Untuned, the same threads take more arenas and the second 1 MB block comes from the heap.
+    plain = _probe("plain")
+    assert plain["heaps"] > HEAP_ARENAS and plain["mapped"] == 0
 
 
-def test_malloc_arena_max_in_the_environment_wins():
-    assert _heaps("cap", MALLOC_ARENA_MAX="3") == ("False", 3)
+def test_glibcs_own_variables_leave_the_heap_to_the_environment():
+    # One of them set: the server sets neither, and glibc's own threshold rule stands.
+    assert _probe("tune", MALLOC_ARENA_MAX="3") == {"tuned": [], "heaps": 3, "mapped": 0}
 
 
-def test_the_server_caps_them_before_it_starts(monkeypatch):
+def test_the_server_tunes_the_heap_before_it_starts(monkeypatch):
     from wazo_stt import cli
 
     calls = []
-    monkeypatch.setattr("wazo_stt.heap.cap_heap_arenas", lambda: calls.append("cap"))
+    monkeypatch.setattr("wazo_stt.heap.tune_heap", lambda: calls.append("tune"))
     monkeypatch.setattr("wazo_stt.api.serve.serve", lambda *a, **k: calls.append("serve") or 0)
     assert cli.main(["serve"]) == 0
-    assert calls == ["cap", "serve"]
+    assert calls == ["tune", "serve"]

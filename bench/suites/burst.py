@@ -20,8 +20,8 @@ Variants are interleaved round by round (A B C, A B C ...) so the shared machine
 row keeps its rounds, the load average around it and the highest 1-minute load seen while it ran.
 ``BURST_ROUNDS`` (default 1) and ``BURST_WORKERS`` (default "auto,1": the default, then one job at a time) change
 the rounds and the server variants; an item ``N:C`` also sets ``CHUNKS_AT_ONCE=C``, and ``filed`` runs the server
-as configured when issue 18 was filed (one inference at a time, the encoder as downloaded, glibc's own malloc
-arenas), whose peak RSS is the goal's "today".
+as configured when issue 18 was filed (one inference at a time, the encoder as downloaded, glibc's heap as it
+comes), whose peak RSS is the goal's "today".
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ def _engine_two_at_once(engine: Any, files: list[Recording]) -> dict[str, float]
 
 
 # The configuration the issue was filed with: one job at a time, one inference at a time, the encoder as
-# downloaded, and glibc's own malloc arenas (8 per core; wazo_stt/heap.py caps them since).
+# downloaded, and glibc's heap as it comes (8 arenas per core, its sliding mapping threshold): setting one of
+# glibc's variables turns wazo_stt/heap.py's tuning off.
 AS_FILED = "filed"
 
 

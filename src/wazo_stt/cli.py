@@ -37,11 +37,11 @@ def _worker(args: argparse.Namespace) -> int:
 def _run_server(args: argparse.Namespace, *, api: bool) -> int:
     from wazo_stt.api.serve import serve
     from wazo_stt.auth import ApiKeyError
-    from wazo_stt.heap import cap_heap_arenas
+    from wazo_stt.heap import tune_heap
     from wazo_stt.host import at_once
     from wazo_stt.logs import setup_logging
 
-    cap_heap_arenas()  # before any thread of the server exists
+    tune_heap()  # before any thread of the server exists
     settings = _settings(**({} if args.workers is None else {"workers": args.workers}))
     if not api and at_once(settings.workers) < 1:
         _error("a worker needs WORKERS (or --workers) of 1 or more")
