@@ -183,10 +183,11 @@ def run(ctx: Context, result: Result) -> None:
         "onnx-asr sequential, one BLAS thread": lambda: _with_blas_threads(1, model, files),
         "our engine, two at once, in-process": lambda: _engine_two_at_once(engine, files),
     }
+    server_labels: dict[str, str] = {}
     for n in worker_counts:
-        label = "server " + " ".join(f"{k}={v}" for k, v in _server_settings(n).items())
-        label += " (default)" if n == "auto" else ""
-        variants[label] = lambda n=n: _server_burst(ctx, n, files, warm)
+        server_labels[n] = "server " + " ".join(f"{k}={v}" for k, v in _server_settings(n).items())
+        server_labels[n] += " (default)" if n == "auto" else ""
+        variants[server_labels[n]] = lambda n=n: _server_burst(ctx, n, files, warm)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for r in range(rounds):
         for name, body in variants.items():
@@ -258,14 +259,9 @@ def run(ctx: Context, result: Result) -> None:
             best >= GOAL_RATIO,
         )
     )
-    peaks = {
-        name: statistics.median(m["peak_rss_mb"] for m in measured)
-        for name, measured in runs.items()
-        if measured and "peak_rss_mb" in measured[0]
-    }
-    filed = next((name for name in peaks if "FLOAT_CONVS=false" in name), None)
-    default = next((name for name in peaks if name.endswith("(default)")), None)
+    filed, default = server_labels.get(AS_FILED), server_labels.get("auto")
     if filed and default:
+        peaks = {name: statistics.median(m["peak_rss_mb"] for m in runs[name]) for name in (filed, default)}
         result.goals.append(
             Goal(
                 "peak RSS during the burst no worse than the server as filed (median of the rounds)",

@@ -20,10 +20,13 @@ import onnxruntime as ort
 from bench.audio import SpeechBank, voicemail_durations, voicemail_mix
 from bench.common import Context, Goal, Result, Table, log, run_json_subprocess
 from wazo_stt.engine.prepared import PREPARED_DIR
+from wazo_stt.engine.runtime import session_options
+from wazo_stt.models.catalog import model_files
 
 ROUNDS = 3
-VARIANTS = {"float convolutions (default)": True, "as downloaded (FLOAT_CONVS=false)": False}
-ENCODER = "encoder-model.int8.onnx"
+FLOAT, BASELINE = "float convolutions (default)", "as downloaded (FLOAT_CONVS=false)"
+VARIANTS = {FLOAT: True, BASELINE: False}
+ENCODER = model_files("int8")[0]
 CHECKED_SECONDS = (3.1, 11.7, 20.0)
 
 
@@ -45,13 +48,13 @@ def run(ctx: Context, result: Result) -> None:
 
     rows, speedups = [], {}
     for name in inputs:
-        base = statistics.median(m["x_realtime"] for m in runs[(name, list(VARIANTS)[1])])
+        base = statistics.median(m["x_realtime"] for m in runs[(name, BASELINE)])
         digests = {v: [[i["text_sha1"] for i in m["items"]] for m in runs[(name, v)]] for v in VARIANTS}
-        same = all(d == digests[list(VARIANTS)[1]][0] for v in VARIANTS for d in digests[v])
+        same = all(d == digests[BASELINE][0] for v in VARIANTS for d in digests[v])
+        speedups[name] = statistics.median(m["x_realtime"] for m in runs[(name, FLOAT)]) / base
         for variant in VARIANTS:
             measured = runs[(name, variant)]
             speed = statistics.median(m["x_realtime"] for m in measured)
-            speedups.setdefault(name, speed / base)
             rows.append(
                 [
                     name,
@@ -105,10 +108,8 @@ def run(ctx: Context, result: Result) -> None:
 
 
 def _encoders_agree(ctx: Context) -> dict[float, bool]:
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     downloaded, rewritten = (
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(str(path), session_options(0), providers=["CPUExecutionProvider"])
         for path in (ctx.model / ENCODER, ctx.model / PREPARED_DIR / ENCODER)
     )
     rng = np.random.default_rng(18)

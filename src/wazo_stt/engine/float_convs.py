@@ -5,7 +5,7 @@ and ONNX Runtime computes ``ConvInteger`` by im2col and an integer GEMM per grou
 For a depthwise convolution (one input channel per group, as in every Conformer layer's convolution module) that
 GEMM is a few multiply-adds long, so the overhead is everything: in Parakeet TDT 0.6B's encoder the 24 depthwise
 ``ConvInteger`` took 14 ms each on a 20 s chunk, a quarter of the encoder's time, where a float depthwise ``Conv``
-on the same data takes 0.5 ms (docs/benchmarks.md, issue 18, "Fifth pass").
+on the same data takes 0.5 ms (docs/benchmarks.md, "Float convolutions").
 
 Why the numbers do not change: ``ConvInteger`` sums products of integers, ``(x - x_zero) * (w - w_zero)``, each
 at most 255 * 255 in size. Where a convolution has one input channel per group, an output sums ``kernel size``

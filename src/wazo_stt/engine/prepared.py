@@ -88,7 +88,7 @@ def _read_record(path: Path) -> dict | None:
 
 def _prepare(model_dir: Path, encoder_name: str, target_dir: Path, stamp: dict[str, int]) -> int:
     target_dir.mkdir(exist_ok=True)
-    partial = target_dir / f"{encoder_name}.{os.getpid()}.partial"
+    partial = _partial(target_dir / encoder_name)
     log.info("Rewriting Parakeet's depthwise convolutions as exact float convolutions (once per download)...")
     try:
         done = subprocess.run(
@@ -115,13 +115,19 @@ def _link_other_files(model_dir: Path, target_dir: Path, encoder_name: str) -> N
     for path in model_dir.iterdir():
         if path.name == encoder_name or not path.is_file():
             continue
-        partial = target_dir / f"{path.name}.{os.getpid()}.link"
+        partial = _partial(target_dir / path.name)
         partial.unlink(missing_ok=True)
         partial.symlink_to(Path("..") / path.name)
-        os.replace(partial, target_dir / path.name)  # atomic: another process may be preparing the same copy
+        os.replace(partial, target_dir / path.name)
 
 
 def _write_record(path: Path, record: dict) -> None:
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    partial = _partial(path)
     partial.write_text(json.dumps(record), encoding="utf-8")
     os.replace(partial, path)
+
+
+def _partial(path: Path) -> Path:
+    """Where ``path`` is written before ``os.replace`` puts it in place: per process, as another process may be
+    preparing the same copy."""
+    return path.with_name(f"{path.name}.{os.getpid()}.partial")
